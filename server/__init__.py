@@ -1,0 +1,1 @@
+"""The API service, the event store, shards and the pure domain core."""

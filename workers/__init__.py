@@ -1,0 +1,1 @@
+"""The log relay and the Gearman worker pool (gevent); never imports twisted.internet."""
