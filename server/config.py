@@ -1,0 +1,391 @@
+"""Configuration: one TOML file, every key overridable by an environment variable.
+
+Keys are ``section.name`` (or a bare ``name`` at top level); the environment variable is
+``SHUTTERLOG_`` + the key upper-cased with dots as underscores (``http.port`` is
+``SHUTTERLOG_HTTP_PORT``, ``var`` is ``SHUTTERLOG_VAR``). The file is the one named by
+``--config`` or ``SHUTTERLOG_CONFIG``, else ``./shutterlog.toml`` if it exists, else none.
+
+Connection settings left empty are derived from the ``stack`` ports, so the defaults point at
+the local stack that ``shutterlog stack up`` starts. An invalid value raises ``ConfigError``
+naming the key and where the value came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets as _secrets
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from server.domain.shards import ShardMap
+
+ENV_PREFIX = "SHUTTERLOG_"
+DEFAULT_FILE = "shutterlog.toml"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the key and the value's source."""
+
+
+def _setting(default: Any, doc: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"doc": doc, "secret": secret})
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = _setting("127.0.0.1", "address the API service listens on")
+    port: int = _setting(8080, "port of the API service (HTTP and WebSocket)")
+    public_url: str = _setting("", "base URL used in links; empty: http://HOST:PORT")
+    threads: int = _setting(16, "threads for blocking PostgreSQL and Redis calls in the service")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    postgres_port: int = _setting(15432, "port of the local stack's PostgreSQL")
+    redis_port: int = _setting(16379, "port of the local stack's Redis")
+    gearman_port: int = _setting(14730, "port of the local stack's gearmand")
+    databases: int = _setting(2, "physical databases the local stack creates")
+    postgres_bin: str = _setting("", "directory of initdb and postgres; empty: newest installed")
+
+
+@dataclass(frozen=True)
+class ShardsConfig:
+    count: int = _setting(16, "number of logical shards (1 to 8192); fixed once data exists")
+    databases: tuple[str, ...] = _setting(
+        (), "shard map: 'FIRST-LAST=DSN' entries; empty: the local stack's databases"
+    )
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    pool_size: int = _setting(20, "connections per physical database per process")
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = _setting("", "Redis URL; empty: the local stack's Redis")
+
+
+@dataclass(frozen=True)
+class GearmanConfig:
+    servers: tuple[str, ...] = _setting((), "gearmand HOST:PORT list; empty: the local stack's")
+    namespace: str = _setting("", "prefix of every Gearman function name (to share a gearmand)")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: str = _setting("text", "log output: text or json")
+    level: str = _setting("info", "debug, info, warning or error")
+
+
+@dataclass(frozen=True)
+class SecretsConfig:
+    key: str = _setting(
+        "", "master secret (signing); empty: read or create VAR/secret.key", secret=True
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    var: Path = _setting(Path("var"), "state directory: database cluster, Redis data, logs, blobs")
+    http: HttpConfig = field(default_factory=HttpConfig)
+    stack: StackConfig = field(default_factory=StackConfig)
+    shards: ShardsConfig = field(default_factory=ShardsConfig)
+    postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    gearman: GearmanConfig = field(default_factory=GearmanConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
+
+    @property
+    def shard_map(self) -> ShardMap:
+        """The validated shard map (derived defaults already applied by ``load``)."""
+        return ShardMap.parse(self.shards.count, self.shards.databases)
+
+    def entries(self) -> list[tuple[str, Any, str, bool]]:
+        """(key, value, doc, secret) for every setting, in declaration order."""
+        return [(key, value, meta["doc"], meta["secret"]) for key, value, meta in _walk(self)]
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    search_default: bool = True,
+) -> Config:
+    """Read the configuration: defaults, then the file, then the environment.
+
+    ``search_default=False`` skips looking for ``./shutterlog.toml`` (tests pass their own).
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    file = path or env.get(ENV_PREFIX + "CONFIG")
+    if not file and search_default and Path(DEFAULT_FILE).exists():
+        file = DEFAULT_FILE
+    if file:
+        try:
+            with open(file, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read configuration file {file}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{file}: not valid TOML: {e}") from None
+        for key, value in _flatten_toml(data):
+            values[key] = value
+            sources[key] = str(file)
+    known = {key for key, _, _ in _walk(Config())}
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        setting = _key_for_env(name, known)
+        if setting is None:
+            raise ConfigError(f"{name}: no such setting (known: {', '.join(sorted(known))})")
+        values[setting] = text
+        sources[setting] = name
+    return _build(values, sources)
+
+
+def env_name(key: str) -> str:
+    """The environment variable that overrides ``key``."""
+    return ENV_PREFIX + key.upper().replace(".", "_")
+
+
+def _key_for_env(name: str, known: set[str]) -> str | None:
+    for key in known:
+        if env_name(key) == name:
+            return key
+    return None
+
+
+def _flatten_toml(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.extend(_flatten_toml(v, f"{prefix}{k}."))
+        else:
+            out.append((prefix + k, v))
+    return out
+
+
+def _walk(obj: Any, prefix: str = "") -> list[tuple[str, Any, Mapping[str, Any]]]:
+    out: list[tuple[str, Any, Mapping[str, Any]]] = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out.extend(_walk(value, f"{prefix}{f.name}."))
+        else:
+            out.append((prefix + f.name, value, f.metadata))
+    return out
+
+
+def _build(values: dict[str, Any], sources: dict[str, str]) -> Config:
+    defaults = Config()
+    known = {key: (value, meta) for key, value, meta in _walk(defaults)}
+    for key in values:
+        if key not in known:
+            where = sources.get(key, "override")
+            raise ConfigError(f"{key} (from {where}): no such setting")
+    parsed: dict[str, Any] = {}
+    for key, (default, _meta) in known.items():
+        if key not in values:
+            parsed[key] = default
+            continue
+        try:
+            parsed[key] = _parse(key, default, values[key])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{key} (from {sources.get(key, 'override')}): {e}") from None
+    _derive(parsed)
+    cfg = _assemble(parsed)
+    try:
+        cfg.shard_map  # noqa: B018  (validates that every logical shard is mapped once)
+    except ValueError as e:
+        key = "shards.databases"
+        raise ConfigError(f"{key} (from {sources.get(key, 'defaults')}): {e}") from None
+    return cfg
+
+
+def _assemble(flat: dict[str, Any]) -> Config:
+    sections: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for key, value in flat.items():
+        section, _, name = key.rpartition(".")
+        if section:
+            sections.setdefault(section, {})[name] = value
+        else:
+            top[name] = value
+    defaults = Config()
+    return Config(**top, **{s: type(getattr(defaults, s))(**kw) for s, kw in sections.items()})
+
+
+_CHECKS: dict[str, Callable[[Any], None]] = {}
+
+
+def _check(*keys: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
+    def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        for k in keys:
+            _CHECKS[k] = fn
+        return fn
+
+    return register
+
+
+@_check("http.port", "stack.postgres_port", "stack.redis_port", "stack.gearman_port")
+def _port(v: int) -> None:
+    if not 0 <= v <= 65535:
+        raise ValueError(f"must be a port number (0-65535), got {v}")
+
+
+@_check("shards.count")
+def _shard_count(v: int) -> None:
+    if not 1 <= v <= 8192:
+        raise ValueError(f"must be between 1 and 8192, got {v}")
+
+
+@_check("http.threads", "postgres.pool_size", "stack.databases")
+def _positive(v: int) -> None:
+    if v < 1:
+        raise ValueError(f"must be at least 1, got {v}")
+
+
+@_check("log.format")
+def _log_format(v: str) -> None:
+    if v not in ("text", "json"):
+        raise ValueError(f"must be 'text' or 'json', got {v!r}")
+
+
+@_check("log.level")
+def _log_level(v: str) -> None:
+    if v not in ("debug", "info", "warning", "error"):
+        raise ValueError(f"must be debug, info, warning or error, got {v!r}")
+
+
+@_check("gearman.servers")
+def _hostports(v: tuple[str, ...]) -> None:
+    for item in v:
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item!r} is not HOST:PORT")
+
+
+@_check("redis.url")
+def _redis_url(v: str) -> None:
+    if v and urlsplit(v).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"{v!r} is not a redis://, rediss:// or unix:// URL")
+
+
+def _parse(key: str, default: Any, raw: Any) -> Any:
+    """Coerce a TOML value or an environment string to the type of ``default``, then check it."""
+    kind = type(default)
+    value: Any
+    if kind is int:
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise ValueError(f"must be an integer, got {raw!r}")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be an integer, got {raw!r}") from None
+    elif kind is tuple:
+        if isinstance(raw, str):
+            value = tuple(p.strip() for p in raw.replace("\n", ";").split(";") if p.strip())
+        elif isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+            value = tuple(raw)
+        else:
+            raise ValueError(f"must be a list of strings, got {raw!r}")
+    elif issubclass(kind, Path):
+        if not isinstance(raw, str) or not raw:
+            raise ValueError(f"must be a path, got {raw!r}")
+        value = Path(raw)
+    else:
+        if not isinstance(raw, str):
+            raise ValueError(f"must be a string, got {raw!r}")
+        value = raw
+    check = _CHECKS.get(key)
+    if check:
+        check(value)
+    return value
+
+
+def _derive(p: dict[str, Any]) -> None:
+    """Fill empty connection settings from the local stack's ports."""
+    if not p["http.public_url"]:
+        p["http.public_url"] = f"http://{p['http.host']}:{p['http.port']}"
+    if not p["shards.databases"]:
+        port = p["stack.postgres_port"]
+        n = min(p["stack.databases"], p["shards.count"])
+        dsns = [stack_dsn(port, i) for i in range(n)]
+        p["shards.databases"] = tuple(
+            str(r) for r in ShardMap.split(p["shards.count"], dsns).ranges
+        )
+    if not p["redis.url"]:
+        p["redis.url"] = f"redis://127.0.0.1:{p['stack.redis_port']}/0"
+    if not p["gearman.servers"]:
+        p["gearman.servers"] = (f"127.0.0.1:{p['stack.gearman_port']}",)
+    if not p["secrets.key"]:
+        p["secrets.key"] = _secret_from_file(Path(p["var"]) / "secret.key")
+
+
+def stack_dsn(port: int, index: int, host: str = "127.0.0.1") -> str:
+    """The DSN of the local stack's ``index``-th physical database."""
+    return f"postgresql://postgres@{host}:{port}/shutterlog_{index}"
+
+
+def _secret_from_file(path: Path) -> str:
+    """The master secret kept in the state directory, created (mode 0600) on first use."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = _secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its key
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+# --- display -------------------------------------------------------------------------------
+
+
+def mask_dsn(dsn: str) -> str:
+    """A DSN, URL or shard-map entry (``0-7=DSN``) with any password replaced by ``***``."""
+    prefix, sep, rest = dsn.partition("=")
+    if sep and re.fullmatch(r"\s*\d+\s*(-\s*\d+\s*)?", prefix):
+        return f"{prefix}={mask_dsn(rest)}"
+    if "://" not in dsn:  # keyword form: "host=db password=... dbname=x"
+        return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def masked(cfg: Config) -> dict[str, Any]:
+    """The effective configuration as a flat mapping, secrets and passwords masked."""
+    out: dict[str, Any] = {}
+    for key, value, _doc, secret in cfg.entries():
+        if secret:
+            value = "***" if value else ""
+        elif key == "shards.databases":
+            value = [mask_dsn(v) for v in value]
+        elif key == "redis.url":
+            value = mask_dsn(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[key] = value
+    return out
