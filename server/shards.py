@@ -1,0 +1,35 @@
+"""The shard router: one connection pool per physical database of the shard map."""
+
+from __future__ import annotations
+
+from zope.interface import implementer
+
+from server.db import Database
+from server.domain.shards import ShardMap
+from server.interfaces import IShardRouter
+
+
+@implementer(IShardRouter)
+class ShardRouter:
+    """Routes logical shards to pooled ``Database`` objects."""
+
+    def __init__(self, shard_map: ShardMap, *, pool_size: int = 10, name: str = "shutterlog"):
+        self.map = shard_map
+        self.count = shard_map.count
+        self._dbs = {dsn: Database(dsn, pool_size=pool_size, name=name) for dsn in shard_map.dsns()}
+        self._by_shard = [self._dbs[shard_map.dsn_for(s)] for s in range(shard_map.count)]
+
+    def database(self, shard: int) -> Database:
+        if not 0 <= shard < self.count:
+            raise ValueError(f"no such logical shard: {shard}")
+        return self._by_shard[shard]
+
+    def databases(self) -> list[Database]:
+        return list(self._dbs.values())
+
+    def shards_of(self, database: Database) -> list[int]:
+        return self.map.shards_of(database.dsn)
+
+    def close(self) -> None:
+        for db in self._dbs.values():
+            db.close()
