@@ -1,0 +1,123 @@
+"""The web site: the Klein app with every feature's routes, error handling in the envelope,
+request ids, access logs without secrets, and request metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.iweb import IRequest
+
+from server.api import health, metrics
+from server.api.envelope import APIError, render_error
+from server.context import ServiceContext
+from server.logs import redact_uri
+
+log = Logger()
+
+REQUESTS = Counter(
+    "shutterlog_http_requests_total", "HTTP requests answered", ["method", "code"]
+)
+LATENCY = Histogram(
+    "shutterlog_http_request_seconds",
+    "Time from request received to response finished",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+#: Each feature module's ``routes(app, ctx)``; later features append theirs.
+ROUTE_MODULES: list[Callable[[Klein, ServiceContext], None]] = [health.routes, metrics.routes]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class Request(server.Request):
+    """A request that knows its id and when it started."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.started = time.perf_counter()
+        self.request_id = uuid.uuid4().hex
+
+    def process(self) -> None:
+        given = (self.getHeader(b"x-request-id") or b"").decode("ascii", "replace")
+        if _REQUEST_ID.match(given):
+            self.request_id = given
+        self.setHeader(b"x-request-id", self.request_id.encode())
+        super().process()
+
+
+class Site(server.Site):
+    """Counts and times every request; logs it with credentials masked."""
+
+    requestFactory = Request
+
+    def log(self, request: Any) -> None:
+        duration = time.perf_counter() - getattr(request, "started", time.perf_counter())
+        method = request.method.decode("ascii", "replace")
+        REQUESTS.labels(method, str(request.code)).inc()
+        LATENCY.observe(duration)
+        log.debug(
+            "{method} {uri} {code} {ms:.1f}ms id={request_id}",
+            method=method,
+            uri=redact_uri(request.uri),
+            code=request.code,
+            ms=duration * 1000,
+            request_id=getattr(request, "request_id", ""),
+        )
+
+
+def build_app(ctx: ServiceContext) -> Klein:
+    """The Klein app with every feature's routes and the envelope error handlers."""
+    app = Klein()
+    for add_routes in ROUTE_MODULES:
+        add_routes(app, ctx)
+
+    @app.handle_errors(APIError)
+    def api_error(request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, APIError)
+        return render_error(request, error, _request_id(request))
+
+    @app.handle_errors(NotFound)
+    def unknown_route(request: IRequest, failure: Failure) -> bytes:
+        path = request.path.decode("utf-8", "replace")
+        error = APIError(404, "APINotFoundError", f"no such endpoint: {path}")
+        return render_error(request, error, _request_id(request))
+
+    @app.handle_errors(MethodNotAllowed)
+    def wrong_method(request: IRequest, failure: Failure) -> bytes:
+        allowed = getattr(failure.value, "valid_methods", None) or []
+        request.setHeader(b"allow", ", ".join(allowed).encode())
+        method = request.method.decode("ascii", "replace")
+        error = APIError(405, "APIMethodNotAllowedError", f"{method} is not allowed here")
+        return render_error(request, error, _request_id(request))
+
+    @app.handle_errors(Exception)
+    def internal(request: IRequest, failure: Failure) -> bytes:
+        request_id = _request_id(request)
+        log.failure("request {request_id} failed", failure, request_id=request_id)
+        error = APIError(500, "APIError", "internal error; quote the request_id when reporting it")
+        return render_error(request, error, request_id)
+
+    return app
+
+
+def build_site(ctx: ServiceContext) -> Site:
+    """The twisted.web site serving the app."""
+    site = Site(build_app(ctx).resource())
+    site.displayTracebacks = False
+    return site
+
+
+def _request_id(request: IRequest) -> str:
+    return str(getattr(request, "request_id", ""))

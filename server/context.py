@@ -1,0 +1,50 @@
+"""What the service's request handlers are given: configuration and clients, and the bridge
+that runs blocking store code off the reactor thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+import redis
+
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from server.config import Config
+from server.shards import ShardRouter
+from server.store.events import PostgresEventStore
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class ServiceContext:
+    """The service's dependencies, passed to every route module."""
+
+    config: Config
+    reactor: Any  # IReactorTime & IReactorThreads & IReactorTCP
+    pool: ThreadPool
+    router: ShardRouter
+    store: PostgresEventStore
+    redis: redis.Redis
+
+    @classmethod
+    def create(cls, config: Config, reactor: Any, pool: ThreadPool) -> ServiceContext:
+        router = ShardRouter(config.shard_map, pool_size=config.postgres.pool_size,
+                             name="shutterlog-api")
+        client = redis.Redis.from_url(
+            config.redis.url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
+        )
+        return cls(config, reactor, pool, router, PostgresEventStore(router), client)
+
+    def blocking(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> Deferred[R]:
+        """Run ``fn`` in the threadpool; the Deferred fires with its result."""
+        return deferToThreadPool(self.reactor, self.pool, fn, *args, **kwargs)
+
+    def close(self) -> None:
+        self.router.close()
+        self.redis.close()
