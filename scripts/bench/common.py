@@ -1,0 +1,93 @@
+"""What every benchmark shares: a private local stack, timing, progress and a result table.
+
+Benchmarks print figures; they are not tests and assert nothing about speed. Each starts its
+own stack on free ports in a temporary directory (or uses ``--var DIR`` to keep it), so it
+never touches a running system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.stack import LocalStack, free_port
+from server.config import Config, load
+from server.shards import ShardRouter
+from server.store.migrate import migrate
+
+
+def arguments(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--durable", action="store_true",
+                   help="run PostgreSQL crash-safe (fsync on); default: fsync off, so the "
+                   "figures show CPU cost rather than the disk's flush rate")
+    p.add_argument("--seconds", type=float, default=5.0,
+                   help="how long each measured phase runs (default: %(default)s)")
+    return p
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr (stdout carries the figures)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class BenchStack:
+    stack: LocalStack
+    config: Config
+    env: dict[str, str]
+
+
+@contextlib.contextmanager
+def bench_stack(durable: bool = False, databases: int = 2) -> Iterator[BenchStack]:
+    """A migrated local stack on free ports in a temporary directory, removed afterwards."""
+    var = Path(tempfile.mkdtemp(prefix="shutterlog-bench-"))
+    stack = LocalStack(var, postgres_port=free_port(), redis_port=free_port(),
+                       gearman_port=free_port(), databases=databases, ephemeral=not durable,
+                       say=progress)
+    try:
+        stack.up()
+        env = stack.env() | {"SHUTTERLOG_SECRETS_KEY": "bench"}
+        cfg = load(env=env, search_default=False)
+        router = ShardRouter(cfg.shard_map, pool_size=1)
+        migrate(router)
+        router.close()
+        yield BenchStack(stack, cfg, env)
+    finally:
+        stack.down()
+        shutil.rmtree(var, ignore_errors=True)
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else 0.0
+
+
+def timed(fn: Callable[[], int]) -> tuple[int, float]:
+    """Run ``fn`` (which returns how many things it did); return (count, seconds)."""
+    start = time.perf_counter()
+    count = fn()
+    return count, time.perf_counter() - start
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
+           f"Python {platform.python_version()}"
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """Print an aligned table to stdout."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))

@@ -1,0 +1,1 @@
+"""One module per ``shutterlog`` subcommand; each has ``register(subparsers)``."""
