@@ -1,0 +1,100 @@
+"""Configuration: defaults, file, environment, validation and masking."""
+
+from pathlib import Path
+
+import pytest
+
+from server.config import ConfigError, env_name, load, mask_dsn, masked
+
+
+def cfg(tmp_path: Path, env: dict[str, str] | None = None, text: str | None = None):
+    variables = {"SHUTTERLOG_VAR": str(tmp_path / "var")} | (env or {})
+    path = None
+    if text is not None:
+        path = tmp_path / "shutterlog.toml"
+        path.write_text(text)
+    return load(path, env=variables, search_default=False)
+
+
+def test_defaults_point_at_the_local_stack(tmp_path: Path) -> None:
+    """With nothing set, connections derive from the stack ports: two databases, 16 shards."""
+    c = cfg(tmp_path)
+    assert (c.http.host, c.http.port) == ("127.0.0.1", 8080)
+    assert c.shards.count == 16
+    assert len(c.shard_map.dsns()) == 2
+    assert c.shard_map.dsn_for(15).endswith(":15432/shutterlog_1")
+    assert c.redis.url == "redis://127.0.0.1:16379/0"
+    assert c.gearman.servers == ("127.0.0.1:14730",)
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    """A key set in both the file and the environment takes the environment's value."""
+    c = cfg(
+        tmp_path,
+        {"SHUTTERLOG_HTTP_PORT": "9001", "SHUTTERLOG_STACK_REDIS_PORT": "7000"},
+        '[http]\nport = 9000\nhost = "0.0.0.0"\n[log]\nformat = "json"\n',
+    )
+    assert (c.http.host, c.http.port, c.log.format) == ("0.0.0.0", 9001, "json")
+    assert c.redis.url == "redis://127.0.0.1:7000/0"
+
+
+def test_list_settings_from_environment(tmp_path: Path) -> None:
+    """Lists are ';'-separated in environment variables."""
+    c = cfg(tmp_path, {
+        "SHUTTERLOG_SHARDS_COUNT": "4",
+        "SHUTTERLOG_SHARDS_DATABASES": "0-1=postgresql://a/x; 2-3=postgresql://b/y",
+        "SHUTTERLOG_GEARMAN_SERVERS": "10.0.0.1:4730;10.0.0.2:4730",
+    })
+    assert c.shard_map.dsn_for(3) == "postgresql://b/y"
+    assert c.gearman.servers == ("10.0.0.1:4730", "10.0.0.2:4730")
+
+
+@pytest.mark.parametrize(
+    "env, text, complaint",
+    [
+        ({"SHUTTERLOG_HTTP_PORT": "eighty"}, None, r"http\.port \(from SHUTTERLOG_HTTP_PORT\)"),
+        ({"SHUTTERLOG_HTTP_PORT": "70000"}, None, r"http\.port.*port number"),
+        ({"SHUTTERLOG_NOPE": "1"}, None, "SHUTTERLOG_NOPE: no such setting"),
+        ({}, "[http]\nprot = 1\n", r"http\.prot .*no such setting"),
+        ({}, "[log]\nformat = 'xml'\n", r"log\.format.*'text' or 'json'"),
+        ({}, "[shards]\ncount = 0\n", r"shards\.count"),
+        ({"SHUTTERLOG_SHARDS_DATABASES": "0-3=postgresql://a/x"}, None,
+         r"shards\.databases.*not mapped"),
+        ({"SHUTTERLOG_GEARMAN_SERVERS": "nohost"}, None, r"gearman\.servers.*HOST:PORT"),
+        ({"SHUTTERLOG_REDIS_URL": "http://x"}, None, r"redis\.url"),
+        ({}, "this is = not toml [", "not valid TOML"),
+    ],
+)
+def test_invalid_configuration_names_the_key(tmp_path, env, text, complaint) -> None:
+    """Every invalid value stops loading with a message naming the key and its source."""
+    with pytest.raises(ConfigError, match=complaint):
+        cfg(tmp_path, env, text)
+
+
+def test_secrets_and_passwords_are_masked(tmp_path: Path) -> None:
+    """config show's view hides the master secret and database passwords."""
+    c = cfg(tmp_path, {
+        "SHUTTERLOG_SECRETS_KEY": "hunter2",
+        "SHUTTERLOG_SHARDS_DATABASES": "0-15=postgresql://app:s3cret@db/x",
+        "SHUTTERLOG_REDIS_URL": "redis://:r3dis@cache:6379/0",
+    })
+    shown = str(masked(c))
+    for secret in ("hunter2", "s3cret", "r3dis"):
+        assert secret not in shown
+    assert "postgresql://app:***@db/x" in shown
+    assert mask_dsn("postgresql://db/x") == "postgresql://db/x"
+    assert mask_dsn("host=db password='p w' dbname=x") == "host=db password=*** dbname=x"
+
+
+def test_master_secret_is_created_once(tmp_path: Path) -> None:
+    """Without a configured secret, one is generated into VAR/secret.key (0600) and reused."""
+    first = cfg(tmp_path).secrets.key
+    assert len(first) >= 32
+    assert cfg(tmp_path).secrets.key == first
+    assert (tmp_path / "var" / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_env_names() -> None:
+    """Keys map to SHUTTERLOG_SECTION_NAME."""
+    assert env_name("http.port") == "SHUTTERLOG_HTTP_PORT"
+    assert env_name("var") == "SHUTTERLOG_VAR"

@@ -1,0 +1,103 @@
+"""Event types: declaration, msgpack encoding, validation and upcasting."""
+
+import msgpack
+import pytest
+
+from server.domain.events import Event, EventRegistry, EventSchemaError, UnknownEventType
+
+REG = EventRegistry()
+
+
+@REG.event("Liked", version=3)
+class Liked(Event):
+    media_id: int
+    user_id: int
+    source: str = "app"
+    tags: tuple[str, ...] = ()
+    extra: dict[str, int] | None = None
+
+
+@REG.upcaster("Liked", from_version=1)
+def _v1(payload: dict) -> dict:
+    payload["user_id"] = payload.pop("liker")
+    return payload
+
+
+@REG.upcaster("Liked", from_version=2)
+def _v2(payload: dict) -> dict:
+    payload.setdefault("source", "legacy")
+    return payload
+
+
+def test_round_trip_keeps_every_field() -> None:
+    """Encoding then decoding gives back an equal event, with tuples for arrays."""
+    reg = REG
+    event = Liked(media_id=1, user_id=2, tags=("a", "b"), extra={"x": 1})
+    name, version, payload = reg.encode(event)
+    assert (name, version) == ("Liked", 3)
+    assert reg.decode(name, version, payload) == event
+
+
+def test_old_versions_are_upcast_on_read() -> None:
+    """A v1 payload passes through each upcaster in turn to the current shape."""
+    reg = REG
+    old = msgpack.packb({"media_id": 1, "liker": 9})
+    event = reg.decode("Liked", 1, old)
+    assert isinstance(event, Liked)
+    assert (event.user_id, event.source) == (9, "legacy")
+
+
+def test_unknown_type_is_an_error() -> None:
+    """A type no module declared raises UnknownEventType, never a default."""
+    with pytest.raises(UnknownEventType):
+        REG.decode("Nope", 1, msgpack.packb({}))
+
+
+@pytest.mark.parametrize(
+    "payload, complaint",
+    [
+        ({"media_id": 1}, "missing field 'user_id'"),
+        ({"media_id": "1", "user_id": 2}, "bad value for 'media_id'"),
+        ({"media_id": True, "user_id": 2}, "bad value for 'media_id'"),
+        ({"media_id": 1, "user_id": 2, "tags": [1]}, "bad value for 'tags'"),
+        ({"media_id": 1, "user_id": 2, "surprise": 1}, "unknown fields"),
+    ],
+)
+def test_malformed_payloads_are_errors(payload: dict, complaint: str) -> None:
+    """Missing, mistyped or unknown fields raise EventSchemaError naming the field."""
+    with pytest.raises(EventSchemaError, match=complaint):
+        REG.decode("Liked", 3, msgpack.packb(payload))
+
+
+def test_garbage_and_future_versions_are_errors() -> None:
+    """Bytes that are not a msgpack map, and versions newer than the code, are refused."""
+    reg = REG
+    with pytest.raises(EventSchemaError, match="not msgpack"):
+        reg.decode("Liked", 3, b"\xc1")
+    with pytest.raises(EventSchemaError, match="not a map"):
+        reg.decode("Liked", 3, msgpack.packb([1, 2]))
+    with pytest.raises(EventSchemaError, match="newer"):
+        reg.decode("Liked", 4, msgpack.packb({"media_id": 1, "user_id": 2}))
+
+
+def test_encoding_checks_field_types() -> None:
+    """An event built with a wrong type cannot be written."""
+    reg = REG
+    with pytest.raises(EventSchemaError, match="media_id"):
+        reg.encode(Liked(media_id="x", user_id=2))  # type: ignore[arg-type]
+
+
+def test_declarations_are_checked() -> None:
+    """Duplicate names and unsupported field types fail at import time."""
+    reg = REG
+    with pytest.raises(ValueError, match="twice"):
+
+        @reg.event("Liked")
+        class Again(Event):
+            n: int
+
+    with pytest.raises(TypeError, match="unsupported"):
+
+        @reg.event("Odd")
+        class Odd(Event):
+            n: set[int]
