@@ -1,0 +1,19 @@
+"""Imports every module that declares event types or inline projections.
+
+A process that appends or decodes events imports this first, so the registries are complete:
+an event type missing from the registry would be an UnknownEventType error on read, and a
+missing inline projection would silently not be written. Each feature adds its modules here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+#: Modules declaring event types (server/domain) and inline projections (server/store).
+MODULES: list[str] = []
+
+
+def load() -> None:
+    """Import every feature module (idempotent)."""
+    for name in MODULES:
+        importlib.import_module(name)
