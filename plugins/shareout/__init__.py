@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zope.interface import Attribute, Interface
+from zope.interface import Attribute, Interface, implementer
 
 from server.domain.shareout import (
     Credentials,
@@ -109,6 +109,7 @@ def share_once(
     return outcome
 
 
+@implementer(IShareLedger)
 class MemoryLedger:
     """An in-memory ``IShareLedger`` (tests; the contract the PostgreSQL one follows)."""
 

@@ -18,7 +18,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -67,8 +67,9 @@ class Request:
         parts: dict[str, Part] = {}
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True) or b""
-            parts[str(name)] = Part(payload, part.get_filename(), part.get_content_type())
+            payload = part.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
+            parts[str(name)] = Part(data, part.get_filename(), part.get_content_type())
         return parts
 
 
@@ -135,7 +136,7 @@ class FakeHTTPServer:
                 return handler(request, **match.groupdict())
         return Reply(404, {"error": "Record not found"})
 
-    def start(self) -> FakeHTTPServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -144,7 +145,7 @@ class FakeHTTPServer:
         self._server.server_close()
         self._thread.join(5)
 
-    def __enter__(self) -> FakeHTTPServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -159,7 +160,8 @@ def _handler_class(fake: FakeHTTPServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
-            request = Request(self.command, parts.path, parse_qs(parts.query), self.headers, body)
+            query = parse_qs(parts.query)
+            request = Request(self.command, parts.path, query, self.headers, body)
             try:
                 reply = fake.dispatch(request)
             except Exception as e:  # a broken fake must show, not hang the client

@@ -27,8 +27,13 @@ def jpeg(path: Path, size: tuple[int, int] = (64, 48)) -> Path:
     return path
 
 
-def share_request(service: str, media_path: Path | None, media_url: str = "",
-                  caption: str = "Sunset over the bay #sunset", event_id: int = 777) -> ShareRequest:
+def share_request(
+    service: str,
+    media_path: Path | None,
+    media_url: str = "",
+    caption: str = "Sunset over the bay #sunset",
+    event_id: int = 777,
+) -> ShareRequest:
     return ShareRequest(
         event_id=event_id, medium_id=4242, owner_id=7, service=service, caption=caption,
         permalink=PERMALINK,
