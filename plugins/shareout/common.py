@@ -54,6 +54,34 @@ class HTTPTarget:
         self.clock = clock
         self.sleep = sleep
 
+    def verify(self, credentials: Credentials) -> Outcome:
+        return self.run("verify", self._verify, credentials)
+
+    def post(self, request: ShareRequest, credentials: Credentials) -> Outcome:
+        return self.run(f"post {request.key}", self._post, request, credentials)
+
+    def delete(self, remote_id: str, credentials: Credentials) -> Outcome:
+        return self.run(f"delete {remote_id}", self._delete, remote_id, credentials)
+
+    def find_existing(self, request: ShareRequest, credentials: Credentials) -> Outcome | None:
+        return self.run(f"look for {request.key}", self._find, request, credentials)
+
+    # Each target implements these; a Stop, a refused URL or a network failure in them
+    # becomes the operation's outcome (``run``).
+
+    def _verify(self, credentials: Credentials) -> Outcome:
+        raise NotImplementedError
+
+    def _post(self, request: ShareRequest, credentials: Credentials) -> Outcome:
+        raise NotImplementedError
+
+    def _delete(self, remote_id: str, credentials: Credentials) -> Outcome:
+        raise NotImplementedError
+
+    def _find(self, request: ShareRequest, credentials: Credentials) -> Outcome | None:
+        """None: the service offers no look-up; its idempotency key is the guard."""
+        return None
+
     def run(self, operation: str, fn: Callable[..., T], *args: Any) -> T | Outcome:
         """``fn(*args)``, with early stops, refused URLs and network failures as outcomes."""
         outcome: T | Outcome

@@ -70,18 +70,6 @@ class FacebookTarget(HTTPTarget):
             raise InvalidCredentials("page_id must be the Page's numeric id")
         return credentials.with_fields(page_id=credentials["page_id"].strip())
 
-    def verify(self, credentials: Credentials) -> Outcome:
-        return self.run("verify", self._verify, credentials)
-
-    def post(self, request: ShareRequest, credentials: Credentials) -> Outcome:
-        return self.run(f"post {request.key}", self._post, request, credentials)
-
-    def delete(self, remote_id: str, credentials: Credentials) -> Outcome:
-        return self.run(f"delete {remote_id}", self._delete, remote_id, credentials)
-
-    def find_existing(self, request: ShareRequest, credentials: Credentials) -> Outcome | None:
-        return self.run(f"look for {request.key}", self._find, request, credentials)
-
     def failure(self, response: httpx.Response, credentials: Credentials) -> Outcome:
         """Graph's error object decides; the HTTP status only when there is none."""
         try:

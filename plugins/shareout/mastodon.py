@@ -82,18 +82,6 @@ class MastodonTarget(HTTPTarget):
             raise InvalidCredentials(f"visibility must be one of {', '.join(VISIBILITIES)}")
         return credentials.with_fields(instance_url=url)
 
-    def verify(self, credentials: Credentials) -> Outcome:
-        return self.run("verify", self._verify, credentials)
-
-    def post(self, request: ShareRequest, credentials: Credentials) -> Outcome:
-        return self.run(f"post {request.key}", self._post, request, credentials)
-
-    def delete(self, remote_id: str, credentials: Credentials) -> Outcome:
-        return self.run(f"delete {remote_id}", self._delete, remote_id, credentials)
-
-    def find_existing(self, request: ShareRequest, credentials: Credentials) -> Outcome | None:
-        return None  # the Idempotency-Key makes the retried create return the first status
-
     # --- the calls -------------------------------------------------------------------------
 
     def _verify(self, credentials: Credentials) -> Outcome:

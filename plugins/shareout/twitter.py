@@ -77,18 +77,6 @@ class TwitterTarget(HTTPTarget):
         required(credentials, "access_token")
         return credentials
 
-    def verify(self, credentials: Credentials) -> Outcome:
-        return self.run("verify", self._verify, credentials)
-
-    def post(self, request: ShareRequest, credentials: Credentials) -> Outcome:
-        return self.run(f"post {request.key}", self._post, request, credentials)
-
-    def delete(self, remote_id: str, credentials: Credentials) -> Outcome:
-        return self.run(f"delete {remote_id}", self._delete, remote_id, credentials)
-
-    def find_existing(self, request: ShareRequest, credentials: Credentials) -> Outcome | None:
-        return self.run(f"look for {request.key}", self._find, request, credentials)
-
     def failure(self, response: httpx.Response, credentials: Credentials) -> Outcome:
         outcome = super().failure(response, credentials)
         if isinstance(outcome, CredentialDead) and "duplicate" in outcome.reason:

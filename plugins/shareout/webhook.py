@@ -66,10 +66,10 @@ class WebhookTarget(HTTPTarget):
             raise InvalidCredentials(f"secret must be at least {MIN_SECRET} characters")
         return credentials.with_fields(url=credentials["url"].strip())
 
-    def verify(self, credentials: Credentials) -> Outcome:
-        return self.run("verify", self._deliver, credentials, "ping", "ping", {})
+    def _verify(self, credentials: Credentials) -> Outcome:
+        return self._deliver(credentials, "ping", "ping", {})
 
-    def post(self, request: ShareRequest, credentials: Credentials) -> Outcome:
+    def _post(self, request: ShareRequest, credentials: Credentials) -> Outcome:
         data = {
             "medium_id": str(request.medium_id),
             "owner_id": str(request.owner_id),
@@ -78,15 +78,11 @@ class WebhookTarget(HTTPTarget):
             "media_url": request.media.url,
             "media_type": request.media.content_type,
         }
-        return self.run(f"post {request.key}", self._deliver, credentials, request.key,
-                        "medium.shared", data)
+        return self._deliver(credentials, request.key, "medium.shared", data)
 
-    def delete(self, remote_id: str, credentials: Credentials) -> Outcome:
-        return self.run(f"delete {remote_id}", self._deliver, credentials,
-                        f"{remote_id}-unshared", "medium.unshared", {"remote_id": remote_id})
-
-    def find_existing(self, request: ShareRequest, credentials: Credentials) -> Outcome | None:
-        return None  # receivers deduplicate on the Idempotency-Key
+    def _delete(self, remote_id: str, credentials: Credentials) -> Outcome:
+        return self._deliver(credentials, f"{remote_id}-unshared", "medium.unshared",
+                             {"remote_id": remote_id})
 
     def failure(self, response: httpx.Response, credentials: Credentials) -> Outcome:
         if response.status_code == 410:

@@ -100,7 +100,9 @@ class FakeHTTPServer:
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
 
     def route(self, method: str, pattern: str, handler: Handler,
               guard: Callable[[Request], Reply | None] | None = None) -> None:
