@@ -42,7 +42,7 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 class GuardedBackend(httpcore.SyncBackend):
     """httpcore's socket backend, connecting only to addresses the policy accepts."""
 
-    def __init__(self, policy: OutboundPolicy, resolve: Resolver = socket.getaddrinfo) -> None:
+    def __init__(self, policy: OutboundPolicy, resolve: Resolver | None = None) -> None:
         self._policy = policy
         self._resolve = resolve
 
@@ -64,13 +64,14 @@ class GuardedBackend(httpcore.SyncBackend):
 
 
 def checked_addresses(
-    policy: OutboundPolicy, host: str, port: int, resolve: Resolver = socket.getaddrinfo
+    policy: OutboundPolicy, host: str, port: int, resolve: Resolver | None = None
 ) -> list[str]:
     """Resolve ``host`` once and return its addresses if every one passes ``policy``;
     UnsafeURL naming the first refused address otherwise (or if none resolve).
     """
+    lookup = resolve or socket.getaddrinfo  # looked up now: gevent may have patched it
     try:
-        infos = resolve(host, port, type=socket.SOCK_STREAM)
+        infos = lookup(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
         raise httpcore.ConnectError(f"cannot resolve {host}: {e}") from e
     trusted = policy.name_allowed(host)
@@ -98,7 +99,7 @@ class GuardedTransport(httpx.HTTPTransport):
         *,
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits = DEFAULT_LIMITS,
-        resolve: Resolver = socket.getaddrinfo,
+        resolve: Resolver | None = None,
     ) -> None:
         super().__init__(verify=verify, trust_env=False, limits=limits)
         self._pool = httpcore.ConnectionPool(
@@ -117,7 +118,7 @@ def safe_client(
     max_redirects: int = 5,
     verify: ssl.SSLContext | bool = True,
     headers: Mapping[str, str] | None = None,
-    resolve: Resolver = socket.getaddrinfo,
+    resolve: Resolver | None = None,
 ) -> httpx.Client:
     """An ``httpx.Client`` that refuses unsafe URLs and addresses (see the module doc).
 
@@ -144,11 +145,14 @@ def policy_from(config: Config) -> OutboundPolicy:
     return OutboundPolicy.parse(config.outbound.allow_hosts)
 
 
-def check_url(url: str, policy: OutboundPolicy, resolve: Resolver = socket.getaddrinfo) -> None:
+def check_url(url: str, policy: OutboundPolicy, resolve: Resolver | None = None) -> None:
     """Check a URL now, as a link endpoint does before storing it: its form, then the
     addresses its host resolves to. UnsafeURL says what is wrong. (Requests through
     ``safe_client`` check again at connect time; this only gives the user an early answer.)
     """
     host = policy.check_url(url)
     port = httpx.URL(url).port or (443 if url.lower().startswith("https") else 80)
-    checked_addresses(policy, host, port, resolve)
+    try:
+        checked_addresses(policy, host, port, resolve)
+    except httpcore.ConnectError:
+        raise UnsafeURL(f"{host} does not resolve") from None

@@ -26,7 +26,7 @@ from server.domain.shareout import (
 
 log = logging.getLogger("plugins.shareout")
 
-_MB = 1024 * 1024
+MB = 1024 * 1024
 T = TypeVar("T")
 
 
@@ -152,7 +152,7 @@ class HTTPTarget:
         """The medium's bytes, from its local file or its public URL, within the service's
         size limit (``Failed`` beyond it)."""
         limit = video_limit if request.media.is_video else image_limit
-        too_big = Stop(Failed(f"the medium exceeds {self.name}'s limit of {limit // _MB} MB"))
+        too_big = Stop(Failed(f"the medium exceeds {self.name}'s limit of {limit // MB} MB"))
         if request.media.path:
             with open(request.media.path, "rb") as f:
                 data = f.read(limit + 1)

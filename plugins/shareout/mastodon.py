@@ -23,7 +23,7 @@ import httpx
 from zope.interface import implementer
 
 from plugins.shareout import IShareTarget
-from plugins.shareout.common import HTTPTarget, filename_for, json_of, required
+from plugins.shareout.common import MB, HTTPTarget, filename_for, json_of, required
 from server.domain.captions import MASTODON, TextRules, adapt_caption
 from server.domain.outbound import OutboundPolicy, UnsafeURL
 from server.domain.shareout import (
@@ -40,7 +40,6 @@ from server.domain.shareout import (
 
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 DEFAULT_POLLS = PollSchedule()
-_MB = 1024 * 1024
 
 
 @implementer(IShareTarget)
@@ -57,8 +56,8 @@ class MastodonTarget(HTTPTarget):
         default_max_characters: int = MASTODON.max_length,
         *,
         polls: PollSchedule = DEFAULT_POLLS,
-        image_limit: int = 16 * _MB,
-        video_limit: int = 99 * _MB,
+        image_limit: int = 16 * MB,
+        video_limit: int = 99 * MB,
         **kwargs: Any,
     ) -> None:
         super().__init__(http, **kwargs)

@@ -28,7 +28,7 @@ import httpx
 from zope.interface import implementer
 
 from plugins.shareout import IShareTarget
-from plugins.shareout.common import HTTPTarget, Stop, json_of, required
+from plugins.shareout.common import MB, HTTPTarget, Stop, json_of, required
 from server.domain.captions import TWITTER, adapt_caption
 from server.domain.shareout import (
     CredentialDead,
@@ -42,7 +42,6 @@ from server.domain.shareout import (
     Verified,
 )
 
-_MB = 1024 * 1024
 DEFAULT_POLLS = PollSchedule()
 
 
@@ -59,9 +58,9 @@ class TwitterTarget(HTTPTarget):
         api_url: str = "https://api.x.com",
         *,
         polls: PollSchedule = DEFAULT_POLLS,
-        chunk_size: int = 4 * _MB,
-        image_limit: int = 5 * _MB,
-        video_limit: int = 512 * _MB,
+        chunk_size: int = 4 * MB,
+        image_limit: int = 5 * MB,
+        video_limit: int = 512 * MB,
         web_url: str = "https://x.com",
         **kwargs: Any,
     ) -> None:

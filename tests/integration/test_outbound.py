@@ -155,3 +155,15 @@ def test_tls_verifies_the_name_while_connecting_to_the_checked_address(tmp_path)
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|match"):
                 client.get(f"https://127.0.0.1:{server.port}/ok")
     assert ipaddress.ip_address("127.0.0.1").is_loopback
+
+
+def test_check_url_gives_an_early_answer() -> None:
+    """check_url accepts a public address and refuses an unresolvable or private host."""
+    check_url("http://93.184.216.34/hook", OutboundPolicy())  # resolved locally, not contacted
+    def nxdomain(host: str, port: int, **kw: Any) -> list[tuple[Any, ...]]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    with pytest.raises(UnsafeURL, match="does not resolve"):
+        check_url("https://no-such-host.test/", OutboundPolicy(), resolve=nxdomain)
+    with pytest.raises(UnsafeURL, match="private"):
+        check_url("https://10.0.0.8/", OutboundPolicy())
