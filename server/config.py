@@ -89,6 +89,37 @@ class SecretsConfig:
     key: str = _setting(
         "", "master secret (signing); empty: read or create VAR/secret.key", secret=True
     )
+    encryption_keys: tuple[str, ...] = _setting(
+        (),
+        "Fernet keys encrypting stored credentials, newest first (the first encrypts, all "
+        "decrypt); 'master' stands for the key derived from secrets.key; empty: ('master',)",
+        secret=True,
+    )
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    allow_hosts: tuple[str, ...] = _setting(
+        (),
+        "hosts (name, *.domain, address or network/len) exempt from the refusal of private, "
+        "loopback and link-local addresses for user-given URLs",
+    )
+    timeout: int = _setting(10, "seconds before an outbound HTTP request times out")
+    max_redirects: int = _setting(5, "redirects an outbound request may follow")
+
+
+@dataclass(frozen=True)
+class ShareoutConfig:
+    twitter_api_url: str = _setting("https://api.x.com", "base URL of the X (Twitter) API")
+    facebook_graph_url: str = _setting(
+        "https://graph.facebook.com/v23.0", "base URL of the Facebook Graph API, with version"
+    )
+    mastodon_max_characters: int = _setting(
+        500, "status length limit of Mastodon instances that do not state their own"
+    )
+    media_poll_seconds: int = _setting(
+        120, "how long a share waits for a service to process uploaded media before retrying"
+    )
 
 
 @dataclass(frozen=True)
@@ -102,6 +133,8 @@ class Config:
     gearman: GearmanConfig = field(default_factory=GearmanConfig)
     log: LogConfig = field(default_factory=LogConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    shareout: ShareoutConfig = field(default_factory=ShareoutConfig)
 
     @property
     def shard_map(self) -> ShardMap:
@@ -251,7 +284,10 @@ def _shard_count(v: int) -> None:
         raise ValueError(f"must be between 1 and 8192, got {v}")
 
 
-@_check("http.threads", "postgres.pool_size", "stack.databases")
+@_check(
+    "http.threads", "postgres.pool_size", "stack.databases", "outbound.timeout",
+    "shareout.mastodon_max_characters", "shareout.media_poll_seconds",
+)
 def _positive(v: int) -> None:
     if v < 1:
         raise ValueError(f"must be at least 1, got {v}")
@@ -275,6 +311,33 @@ def _hostports(v: tuple[str, ...]) -> None:
         host, sep, port = item.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{item!r} is not HOST:PORT")
+
+
+@_check("outbound.max_redirects")
+def _not_negative(v: int) -> None:
+    if v < 0:
+        raise ValueError(f"must be 0 or more, got {v}")
+
+
+@_check("outbound.allow_hosts")
+def _allow_hosts(v: tuple[str, ...]) -> None:
+    from server.domain.outbound import OutboundPolicy
+
+    OutboundPolicy.parse(v)
+
+
+@_check("shareout.twitter_api_url", "shareout.facebook_graph_url")
+def _http_url(v: str) -> None:
+    if urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).hostname:
+        raise ValueError(f"{v!r} is not an http:// or https:// URL")
+
+
+@_check("secrets.encryption_keys")
+def _encryption_keys(v: tuple[str, ...]) -> None:
+    from server.crypto import check_key
+
+    for entry in v:
+        check_key(entry)
 
 
 @_check("redis.url")

@@ -46,3 +46,14 @@ def test_invalid_configuration_exits_2_naming_the_key(monkeypatch, tmp_path, cap
     monkeypatch.setenv("SHUTTERLOG_SHARDS_COUNT", "lots")
     assert main(["config", "show"]) == 2
     assert "shards.count (from SHUTTERLOG_SHARDS_COUNT)" in capsys.readouterr().err
+
+
+def test_secrets_genkey_prints_a_usable_key(capsys) -> None:
+    """secrets genkey prints a new Fernet key that the configuration accepts."""
+    from server.crypto import check_key
+
+    assert main(["secrets", "genkey"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(["secrets", "genkey"]) == 0
+    check_key(first)
+    assert first != capsys.readouterr().out.strip()
