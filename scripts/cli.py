@@ -12,10 +12,10 @@ import importlib
 import sys
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ["run", "stack", "config", "migrate"]
+COMMANDS = ["run", "stack", "config", "migrate", "relay", "workers", "status", "deadletters"]
 
 #: Subcommands that run under gevent: patched before any other import.
-GREEN = {"workers", "relay"}
+GREEN = {"workers", "relay", "deadletters"}
 
 
 def parser() -> argparse.ArgumentParser:

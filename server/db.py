@@ -98,10 +98,13 @@ class Txn:
 class Database:
     """One physical database: a bounded pool of connections and interactions over it."""
 
-    def __init__(self, dsn: str, *, pool_size: int = 10, name: str = "shutterlog") -> None:
+    def __init__(
+        self, dsn: str, *, pool_size: int = 10, name: str = "shutterlog", autocommit: bool = False
+    ) -> None:
         self.dsn = dsn
         self.name = name
         self._size = pool_size
+        self._autocommit = autocommit  # for pools of session connections (advisory locks)
         self._idle: queue.LifoQueue[psycopg2.extensions.connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
         self._closed = False
@@ -141,7 +144,7 @@ class Database:
         ``txn.call_after``). Any other exception rolls back and propagates.
         """
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            with self._connection() as conn:
+            with self.lease() as conn:
                 txn = Txn(conn.cursor())
                 try:
                     result = fn(txn, *args, **kwargs)
@@ -163,7 +166,9 @@ class Database:
             return result
         raise AssertionError("unreachable")
 
-    def _connection(self) -> _Lease:
+    def lease(self) -> _Lease:
+        """``with db.lease() as conn``: a pooled connection for the block, returned after it
+        (closed instead if it broke or was left inside a transaction)."""
         return _Lease(self)
 
     def _get(self, timeout: float = 30.0) -> psycopg2.extensions.connection:
@@ -176,7 +181,7 @@ class Database:
         except queue.Empty:
             pass
         try:
-            return self.connect()
+            return self.connect(autocommit=self._autocommit)
         except BaseException:
             self._slots.release()
             raise
