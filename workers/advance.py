@@ -97,6 +97,7 @@ class Advancer:
             try:
                 while True:
                     if not cstore.try_lock_txn(txn, key):
+                        metrics.BUSY.labels(name).inc()
                         return  # the holder checks for new events after unlocking
                     try:
                         position, more = self._advance_locked(txn, consumer, shard)

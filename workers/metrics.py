@@ -38,6 +38,8 @@ PARKED = Counter("shutterlog_consumer_parked_total", "Events parked in dead lett
                  ["consumer"])
 BATCH_SECONDS = Histogram("shutterlog_consumer_batch_seconds",
                           "Time to read, apply and checkpoint one batch", ["consumer"])
+BUSY = Counter("shutterlog_consumer_busy_total",
+               "Advance jobs that found another worker on the (consumer, shard)", ["consumer"])
 JOBS = Counter("shutterlog_worker_jobs_total", "Gearman jobs run", ["function"])
 TASKS = Counter("shutterlog_tasks_total", "Tasks run, by outcome", ["kind", "outcome"])
 
