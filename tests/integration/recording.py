@@ -67,10 +67,14 @@ def _record(ctx: WorkerContext, name: str, events: list[RecordedEvent]) -> None:
                 raise RuntimeError(f"poisoned event {e.id}")
             if delay:
                 time.sleep(delay)
-            if e.position <= last:
-                r.incr(f"dups:{name}:{shard}")
+            if e.position <= last:  # applied before (a redone batch), or re-driven late
+                if r.sismember(f"applied:{name}:{shard}", e.id):
+                    r.incr(f"dups:{name}:{shard}")
+                else:
+                    r.rpush(f"late:{name}:{shard}", e.id)
                 continue
             r.rpush(f"seen:{name}:{shard}", e.id)
+            r.sadd(f"applied:{name}:{shard}", e.id)
             r.set(f"last:{name}:{shard}", str(e.position))
             last = e.position
     finally:
