@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in GREEN:
+    if argv and argv[0] in GREEN and not {"-h", "--help"} & set(argv):  # --help stays plain
         from workers.green import patch
 
         patch()
