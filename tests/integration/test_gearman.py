@@ -9,10 +9,10 @@ from tests.integration.conftest import Env
 from tests.integration.gearmand import Gearmand
 from workers import gearman
 from workers.gearman import (
-    P,
     GearmanClient,
     GearmanError,
     GearmanServerError,
+    P,
     Submit,
     WorkerConnection,
     encode,

@@ -10,13 +10,19 @@ from tests.integration.conftest import Env
 from tests.integration.recording import GATE, relay, workers
 from workers import gearman
 from workers.context import WorkerContext
-from workers.gearman import GearmanClient, Submit
+from workers.gearman import GearmanClient
 from workers.jobs import task_function
 from workers.tasks import submit_tasks
 
 
 def runs(env: Env) -> list[bytes]:
     return env.redis.lrange("task_runs", 0, -1)
+
+
+def state(store: TaskStore, task_id: int) -> tuple[str, int]:
+    task = store.get(task_id)
+    assert task is not None
+    return task.state, task.attempts
 
 
 def test_task_lost_from_gearmand_is_run_by_the_relays_resubmission(env: Env) -> None:
@@ -29,9 +35,7 @@ def test_task_lost_from_gearmand_is_run_by_the_relays_resubmission(env: Env) -> 
     try:
         [normal] = submit_tasks(ctx, "test_record", [{"name": "normal"}], shard=12)
         wait_for(lambda: sorted(runs(env)) == [b"lost", b"normal"], 30, "both tasks to run")
-        for task_id in (lost, normal):
-            wait_for(lambda t=task_id: store.get(t).state == "done", 10, "done")
-        assert store.get(lost).attempts == 1
+        wait_for(lambda: state(store, lost) == state(store, normal) == ("done", 1), 10, "done")
     finally:
         ctx.close()
         for p in procs:
@@ -57,7 +61,7 @@ def test_task_is_not_run_twice_concurrently(env: Env) -> None:
         wait_for(lambda: all(f.total == 0 for f in gearman.status(client.servers[0])
                              if f.function == function), 20, "both jobs to be taken")
         env.redis.set(GATE, "open")
-        wait_for(lambda: store.get(task).state == "done", 20, "the task to finish")
+        wait_for(lambda: state(store, task)[0] == "done", 20, "the task to finish")
         assert runs(env) == [b"once"] and env.redis.lrange("task_overlaps", 0, -1) == []
     finally:
         client.close()
