@@ -287,10 +287,10 @@ class PostgresEventStore:
             data = self.registry.decode(type_, sv, payload)
         except EventSchemaError as e:
             raise UnreadableEvent(id_, Position(int(txid), id_), e) from e
-        return RecordedEvent(
-            id=id_, shard=shard, stream=stream, version=version, type=type_, actor=actor,
-            data=data, metadata=metadata, created_ms=created_ms, txid=int(txid),
-        )
+        # Positional (the field order of RecordedEvent): a third cheaper than keywords, and
+        # this runs once per event on every log reader's hot path.
+        return RecordedEvent(id_, shard, stream, version, type_, actor, data, metadata,
+                             created_ms, int(txid))
 
 
 def _metadata(r: AppendRequest) -> dict[str, Any]:
