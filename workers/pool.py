@@ -72,7 +72,7 @@ class WorkerPool:
             log.warning("stopping: abandoning %d job(s) still running after %.0fs (their "
                         "batches were not checkpointed and will be applied again)",
                         len(self.pool), timeout)
-            self.pool.kill()
+            self.pool.kill(timeout=5)
         self.advancer.close()
         self.ctx.close()
         log.info("worker pool stopped")

@@ -65,7 +65,9 @@ class Relay:
         log.info("relay up: %d consumer(s) over %d shard(s) in %d database(s)",
                  len(self.consumers), self.router.count, len(self.router.databases()))
         self._stopping.wait()
-        gevent.killall(greenlets)
+        # A kill that lands inside psycopg2 comes back as a psycopg2 error, which the loops
+        # catch: they also check _stopping, and we do not wait for them for long.
+        gevent.killall(greenlets, timeout=5)
         self.gearman.close()
         self.router.close()
         log.info("relay stopped")
@@ -80,7 +82,7 @@ class Relay:
 
     def _listen(self, db: Database) -> None:
         failures = 0
-        while True:
+        while not self._stopping.is_set():
             conn = None
             try:
                 conn = db.connect(autocommit=True)
@@ -90,7 +92,7 @@ class Relay:
                     log.info("listening to %s again", db.dsn_label)
                 failures = 0
                 self.mark(self.router.shards_of(db))  # whatever was missed while away
-                while True:
+                while not self._stopping.is_set():
                     gevent.select.select([conn], [], [], self.config.relay.poll_interval)
                     conn.poll()
                     shards = set()
@@ -110,7 +112,7 @@ class Relay:
                     conn.close()
 
     def _kicker(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             self._wake.wait()
             if self.config.relay.debounce:
                 gevent.sleep(self.config.relay.debounce)
@@ -131,7 +133,7 @@ class Relay:
     def _scanner(self) -> None:
         known = [(c.name, c.from_head) for c in self.consumers]
         ensured: set[str] = set()
-        while True:
+        while not self._stopping.is_set():
             letters = dict.fromkeys((c.name for c in self.consumers), 0)
             for db in self.router.databases():
                 try:

@@ -26,7 +26,7 @@ import redis
 
 from scripts.bench.common import arguments, bench_stack, machine, progress, rate, table
 from server.domain.events import EVENTS, Event
-from server.domain.log import AppendRequest, NewEvent, RecordedEvent
+from server.domain.log import AppendRequest, NewEvent, Position, RecordedEvent
 from server.shards import ShardRouter
 from server.store.consumers import ConsumerStore
 from server.store.events import PostgresEventStore
@@ -94,10 +94,10 @@ def direct(r: redis.Redis, ids: list[int]) -> float:
     return rate(len(ids), time.perf_counter() - start)
 
 
-def at_head(checkpoints: ConsumerStore, heads: dict[int, tuple[int, int]]) -> bool:
+def at_head(checkpoints: ConsumerStore, heads: dict[int, Position]) -> bool:
     for shard, head in heads.items():
         cp = checkpoints.checkpoint(NAME, shard)
-        if cp is None or tuple(cp.position) < head:
+        if cp is None or cp.position < head:
             return False
     return True
 
@@ -132,7 +132,7 @@ def main() -> None:
             started = time.perf_counter()
             ids = append_backlog(store, router.count, args.events)
             progress(f"appended at {rate(len(ids), time.perf_counter() - started):,.0f}/s")
-            heads = {s: tuple(h) for s in range(router.count) if (h := store.head(s))}
+            heads = {s: h for s in range(router.count) if (h := store.head(s))}
             progress("pipeline: kicking the consumer on every shard")
             started = time.perf_counter()
             client = gearman.GearmanClient(cfg.gearman.servers)
@@ -186,7 +186,7 @@ def steady(store: PostgresEventStore, r: redis.Redis, shards: int, per_second: i
         committed[result.event_ids[0]] = time.time()
     keys = [f"b:{i}" for i in committed]
     wait_for(lambda: all(r.mget(keys)), 60, "every event applied")
-    return [float(v) - committed[i] for i, v in zip(committed, r.mget(keys), strict=True)]
+    return [float(v or 0) - committed[i] for i, v in zip(committed, r.mget(keys), strict=True)]
 
 
 if __name__ == "__main__":
