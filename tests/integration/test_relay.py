@@ -4,6 +4,9 @@ log order per shard, through restarts of the relay and of gearmand."""
 from __future__ import annotations
 
 import itertools
+import json
+
+import httpx
 
 from scripts.stack import free_port
 from tests.helpers import wait_for
@@ -13,6 +16,7 @@ from tests.integration.recording import (
     Noted,
     OtherNoted,
     append,
+    metrics_port,
     no_overlaps,
     relay,
     wait_all_seen,
@@ -84,3 +88,38 @@ def test_gearmand_stopped_and_restarted_while_events_arrive(env: Env, tmp_path) 
         for p in procs:
             p.stop()
         gearmand.stop()
+
+
+def metric(port: str, name: str, consumer: str, shard: int) -> float | None:
+    """A labelled gauge's value from a /metrics page (None if absent or not answering)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.TransportError:
+        return None
+    prefix = f'{name}{{consumer="{consumer}",shard="{shard}"}} '
+    found = [line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)]
+    return float(found[0]) if found else None
+
+
+def test_relay_metrics_show_lag_until_workers_catch_up(env: Env) -> None:
+    """With no workers the relay's /metrics shows the events and seconds a consumer is behind
+    on a shard; once workers run it drops to zero. Its logs are JSON lines when asked."""
+    port = metrics_port()
+    append(env.store, [(4, Noted(n=i)) for i in range(7)])
+    the_relay = relay(env.vars, SHUTTERLOG_RELAY_METRICS_PORT=port, SHUTTERLOG_LOG_FORMAT="json")
+    try:
+        wait_for(lambda: metric(port, "shutterlog_consumer_lag_events", "recording", 4) == 7,
+                 30, "lag of 7 events")
+        assert (metric(port, "shutterlog_consumer_lag_seconds", "recording", 4) or 0) > 0
+        assert metric(port, "shutterlog_consumer_lag_events", "recording", 5) == 0
+        work = workers(env.vars)
+        try:
+            wait_for(lambda: metric(port, "shutterlog_consumer_lag_events", "recording", 4) == 0,
+                     30, "no lag")
+        finally:
+            assert work.stop() == 0, work.output.text()
+        lines = [json.loads(line) for line in the_relay.output.lines if line.startswith("{")]
+        assert any(line["message"].startswith("relay up") and line["role"] == "relay"
+                   for line in lines)
+    finally:
+        assert the_relay.stop() == 0, the_relay.output.text()
