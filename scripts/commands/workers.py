@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from scripts.commands.common import config
+from scripts.commands.common import config, green_process, metrics_port_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,15 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--concurrency", type=int, default=None,
                    help="jobs run at once (default: workers.concurrency)")
-    p.add_argument("--metrics-port", type=int, default=None,
-                   help="port of /metrics (default: workers.metrics_port; 0: none)")
+    metrics_port_option(p, "workers.metrics_port")
     p.set_defaults(func=_workers)
 
 
 def _workers(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from workers import handlers, logs, metrics
     from workers.consumers import CONSUMERS
     from workers.context import WorkerContext
     from workers.pool import WorkerPool
@@ -36,8 +34,7 @@ def _workers(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(
             cfg, workers=dataclasses.replace(cfg.workers, concurrency=args.concurrency)
         )
-    logs.setup(cfg, "workers")
-    handlers.load(cfg.workers.modules)
-    metrics.serve(cfg.workers.metrics_port if args.metrics_port is None else args.metrics_port)
+    port = cfg.workers.metrics_port if args.metrics_port is None else args.metrics_port
+    green_process(cfg, "workers", port)
     ctx = WorkerContext.create(cfg)
     return WorkerPool(ctx, CONSUMERS, cfg.workers.concurrency).run()
