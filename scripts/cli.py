@@ -12,10 +12,12 @@ import importlib
 import sys
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ["run", "stack", "config", "migrate", "secrets"]
+COMMANDS = [
+    "run", "stack", "config", "migrate", "relay", "workers", "status", "deadletters", "secrets",
+]
 
 #: Subcommands that run under gevent: patched before any other import.
-GREEN = {"workers", "relay"}
+GREEN = {"workers", "relay", "deadletters"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in GREEN:
+    if argv and argv[0] in GREEN and not {"-h", "--help"} & set(argv):  # --help stays plain
         from workers.green import patch
 
         patch()

@@ -41,9 +41,12 @@ def children(cfg: Config) -> list[Child]:
     twistd = str(bindir / "twistd") if (bindir / "twistd").exists() else shutil.which("twistd")
     if twistd is None:
         raise RuntimeError("twistd not found: install the project (pip install -e .)")
+    cli = [sys.executable, "-m", "scripts.cli"]
     return [
         Child("api", [twistd, "--logger", "server.logs.observer",
                       "--pidfile", str(cfg.var / "run" / "twistd.pid"), "-n", "shutterlog"]),
+        Child("relay", [*cli, "relay"]),
+        Child("workers", [*cli, "workers"]),
     ]
 
 

@@ -79,6 +79,34 @@ class GearmanConfig:
 
 
 @dataclass(frozen=True)
+class WorkersConfig:
+    concurrency: int = _setting(20, "jobs one worker process runs at once")
+    modules: tuple[str, ...] = _setting(
+        (), "extra modules declaring consumers or task handlers (loaded by relay, workers, CLI)"
+    )
+    metrics_port: int = _setting(9712, "port of the worker pool's /metrics on 127.0.0.1; 0: none")
+    batch_attempts: int = _setting(3, "tries of a failing batch before its events are tried alone")
+    event_attempts: int = _setting(5, "tries of one failing event before it is parked")
+    retry_delay: float = _setting(0.2, "seconds before the first retry; doubles with each one")
+    retry_max_delay: float = _setting(30.0, "longest delay between two retries, in seconds")
+    job_budget: float = _setting(
+        1.0, "seconds one job advances a (consumer, shard) before re-submitting itself"
+    )
+    stop_timeout: float = _setting(15.0, "seconds a stopping worker lets running batches finish")
+    task_lease: float = _setting(60.0, "seconds a task may run before another worker may take it")
+    task_attempts: int = _setting(5, "tries of a task before it is marked failed")
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    poll_interval: float = _setting(
+        2.0, "seconds between scans that re-kick lagging consumers and re-submit late tasks"
+    )
+    debounce: float = _setting(0.002, "seconds the relay gathers notifications before kicking")
+    metrics_port: int = _setting(9711, "port of the relay's /metrics on 127.0.0.1; 0: none")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     format: str = _setting("text", "log output: text or json")
     level: str = _setting("info", "debug, info, warning or error")
@@ -131,6 +159,8 @@ class Config:
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     gearman: GearmanConfig = field(default_factory=GearmanConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
     log: LogConfig = field(default_factory=LogConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
@@ -272,7 +302,8 @@ def _check(*keys: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None
     return register
 
 
-@_check("http.port", "stack.postgres_port", "stack.redis_port", "stack.gearman_port")
+@_check("http.port", "stack.postgres_port", "stack.redis_port", "stack.gearman_port",
+        "workers.metrics_port", "relay.metrics_port")
 def _port(v: int) -> None:
     if not 0 <= v <= 65535:
         raise ValueError(f"must be a port number (0-65535), got {v}")
@@ -286,11 +317,25 @@ def _shard_count(v: int) -> None:
 
 @_check(
     "http.threads", "postgres.pool_size", "stack.databases", "outbound.timeout",
-    "shareout.mastodon_max_characters", "shareout.media_poll_seconds",
+    "shareout.mastodon_max_characters", "shareout.media_poll_seconds", "workers.concurrency",
+    "workers.batch_attempts", "workers.event_attempts", "workers.task_attempts",
 )
 def _positive(v: int) -> None:
     if v < 1:
         raise ValueError(f"must be at least 1, got {v}")
+
+
+@_check("workers.retry_delay", "workers.retry_max_delay", "workers.job_budget",
+        "workers.stop_timeout", "workers.task_lease", "relay.poll_interval")
+def _positive_seconds(v: float) -> None:
+    if not v > 0:
+        raise ValueError(f"must be a positive number of seconds, got {v}")
+
+
+@_check("relay.debounce")
+def _seconds(v: float) -> None:
+    if not v >= 0:
+        raise ValueError(f"must be a number of seconds (0 or more), got {v}")
 
 
 @_check("log.format")
@@ -357,6 +402,13 @@ def _parse(key: str, default: Any, raw: Any) -> Any:
             value = int(raw)
         except ValueError:
             raise ValueError(f"must be an integer, got {raw!r}") from None
+    elif kind is float:
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise ValueError(f"must be a number, got {raw!r}")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number, got {raw!r}") from None
     elif kind is tuple:
         if isinstance(raw, str):
             value = tuple(p.strip() for p in raw.replace("\n", ";").split(";") if p.strip())

@@ -10,6 +10,7 @@ serves both.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import queue
 import random
@@ -21,6 +22,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
+import psycopg2.extras
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,15 @@ RETRYABLE = (
     psycopg2.errors.DeadlockDetected,
 )
 MAX_ATTEMPTS = 8
+
+
+def _loads_json(text: str) -> Any:
+    """jsonb values as Python: most events' metadata is ``{}``, which skips the parser (it
+    cost more than the event's own payload on the log readers' hot path)."""
+    return {} if text == "{}" else json.loads(text)
+
+
+psycopg2.extras.register_default_jsonb(globally=True, loads=_loads_json)
 
 
 class RetryTransaction(Exception):
@@ -98,10 +109,13 @@ class Txn:
 class Database:
     """One physical database: a bounded pool of connections and interactions over it."""
 
-    def __init__(self, dsn: str, *, pool_size: int = 10, name: str = "shutterlog") -> None:
+    def __init__(
+        self, dsn: str, *, pool_size: int = 10, name: str = "shutterlog", autocommit: bool = False
+    ) -> None:
         self.dsn = dsn
         self.name = name
         self._size = pool_size
+        self._autocommit = autocommit  # for pools of session connections (advisory locks)
         self._idle: queue.LifoQueue[psycopg2.extensions.connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
         self._closed = False
@@ -141,7 +155,7 @@ class Database:
         ``txn.call_after``). Any other exception rolls back and propagates.
         """
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            with self._connection() as conn:
+            with self.lease() as conn:
                 txn = Txn(conn.cursor())
                 try:
                     result = fn(txn, *args, **kwargs)
@@ -163,7 +177,9 @@ class Database:
             return result
         raise AssertionError("unreachable")
 
-    def _connection(self) -> _Lease:
+    def lease(self) -> _Lease:
+        """``with db.lease() as conn``: a pooled connection for the block, returned after it
+        (closed instead if it broke or was left inside a transaction)."""
         return _Lease(self)
 
     def _get(self, timeout: float = 30.0) -> psycopg2.extensions.connection:
@@ -176,7 +192,7 @@ class Database:
         except queue.Empty:
             pass
         try:
-            return self.connect()
+            return self.connect(autocommit=self._autocommit)
         except BaseException:
             self._slots.release()
             raise

@@ -83,12 +83,15 @@ class IEventStore(Interface):
         after: Position,
         limit: int = 1000,
         types: Collection[str] | None = None,
+        stop_at_unreadable: bool = False,
     ) -> Page:
         """Up to ``limit`` events of ``shard``'s log after ``after``, in log order.
 
         Only events below the snapshot's ``xmin`` are read, so no event can later appear
         behind the returned ``next`` position. ``types`` filters what is decoded and returned;
-        ``next`` still passes over the events skipped.
+        ``next`` still passes over the events skipped. An event this release cannot decode
+        raises ``UnreadableEvent``; with ``stop_at_unreadable`` the page instead ends before
+        it and carries the error in ``Page.unreadable`` (consumers park such events).
         """
 
     def get(event_id: int) -> RecordedEvent | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from zope.interface import implementer
 
 from server.db import Database
+from server.domain.ids import shard_of
 from server.domain.shards import ShardMap
 from server.interfaces import IShardRouter
 
@@ -33,3 +34,13 @@ class ShardRouter:
     def close(self) -> None:
         for db in self._dbs.values():
             db.close()
+
+
+def database_of_id(router: IShardRouter, row_id: int) -> Database | None:
+    """The database holding a row whose id came from a shard's ``next_id()``; None if the id
+    names no shard of the map."""
+    try:
+        shard = shard_of(row_id)
+    except ValueError:
+        return None
+    return router.database(shard) if shard < router.count else None

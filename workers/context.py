@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis
 
 from server.config import Config
 from server.shards import ShardRouter
 from server.store.events import PostgresEventStore
+from workers.gearman import GearmanClient
 
 
 @dataclass
@@ -27,6 +29,13 @@ class WorkerContext:
                                       socket_connect_timeout=5, health_check_interval=30)
         return cls(config, router, PostgresEventStore(router), client)
 
+    @cached_property
+    def gearman(self) -> GearmanClient:
+        """A client of every configured gearmand (for submitting jobs and tasks)."""
+        return GearmanClient(self.config.gearman.servers)
+
     def close(self) -> None:
         self.router.close()
         self.redis.close()
+        if "gearman" in self.__dict__:
+            self.gearman.close()

@@ -46,3 +46,18 @@ def emit(data: Any, as_json: bool) -> None:
             print(f"{k:<{width}}  {v}")
     else:
         print(data)
+
+
+def metrics_port_option(p: argparse.ArgumentParser, key: str) -> None:
+    """``--metrics-port`` for a process serving /metrics, defaulting to setting ``key``."""
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help=f"port of /metrics on 127.0.0.1 (default: {key}; 0: none)")
+
+
+def green_process(cfg: Config, role: str, metrics_port: int) -> None:
+    """What the relay and the workers do first: logging, consumer modules, /metrics."""
+    from workers import handlers, logs, metrics
+
+    logs.setup(cfg, role)
+    handlers.load(cfg.workers.modules)
+    metrics.serve(metrics_port)

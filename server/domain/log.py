@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from server.domain.events import Event
+from server.domain.events import Event, EventSchemaError
 
 
 class Position(NamedTuple):
@@ -87,12 +87,17 @@ class Page:
     next time (it passes over unwanted events too); ``more`` says events are known to wait
     beyond ``next``: either the page was full, or later events exist that are not yet safe to
     read because an older transaction is still open.
+
+    ``unreadable`` is set only when the reader asked to stop at an event this release cannot
+    decode (``stop_at_unreadable``): the page then ends just before that event, and this is
+    the decoding error (``server.store.events.UnreadableEvent``, naming the event).
     """
 
     events: list[RecordedEvent]
     next: Position
     more: bool
     scanned: int = 0
+    unreadable: EventSchemaError | None = None
 
 
 class StreamConflict(Exception):

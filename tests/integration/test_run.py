@@ -14,6 +14,7 @@ import httpx
 from scripts.stack import free_port
 from tests.helpers import REPO, Process, scrubbed_env, wait_for
 from tests.integration.test_stack import processes_under
+from workers import gearman
 
 
 def system_env(var: Path) -> dict[str, str]:
@@ -23,6 +24,8 @@ def system_env(var: Path) -> dict[str, str]:
         "SHUTTERLOG_STACK_POSTGRES_PORT": str(free_port()),
         "SHUTTERLOG_STACK_REDIS_PORT": str(free_port()),
         "SHUTTERLOG_STACK_GEARMAN_PORT": str(free_port()),
+        "SHUTTERLOG_RELAY_METRICS_PORT": str(free_port()),
+        "SHUTTERLOG_WORKERS_METRICS_PORT": str(free_port()),
     }
 
 
@@ -33,8 +36,17 @@ def healthy(port: str) -> bool:
         return False
 
 
+def answers(port: str) -> bool:
+    """True when something serves /metrics on ``port`` (the relay's or the workers')."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def test_run_then_ctrl_c_stops_every_process() -> None:
-    """run brings the system up (/healthz 200); SIGINT stops all of it, leaving no process."""
+    """run brings the system up (/healthz 200, relay and workers running, the workers
+    connected to gearmand); SIGINT stops all of it, leaving no process."""
     var = Path(tempfile.mkdtemp(prefix="shutterlog-run-test-"))
     env = system_env(var)
     proc = Process([sys.executable, "-m", "scripts.cli", "run"], env, "run")
@@ -42,10 +54,16 @@ def test_run_then_ctrl_c_stops_every_process() -> None:
         wait_for(lambda: healthy(env["SHUTTERLOG_HTTP_PORT"]) or not proc.alive(), 120,
                  "the system to answer /healthz")
         assert proc.alive(), proc.output.text()
+        metrics = [env["SHUTTERLOG_RELAY_METRICS_PORT"], env["SHUTTERLOG_WORKERS_METRICS_PORT"]]
+        wait_for(lambda: all(answers(p) for p in metrics), 60, "relay and workers /metrics")
+        gearmand = f"127.0.0.1:{env['SHUTTERLOG_STACK_GEARMAN_PORT']}"
+        wait_for(lambda: any("advance" in w.functions for w in gearman.workers(gearmand)), 30,
+                 "the workers to register with gearmand")
         proc.signal(signal.SIGINT)
         assert proc.proc.wait(60) == 0, proc.output.text()
         assert processes_under(var) == []
         assert not healthy(env["SHUTTERLOG_HTTP_PORT"])
+        assert not any(answers(p) for p in metrics)
     finally:
         if proc.alive():
             proc.kill()

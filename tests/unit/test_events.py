@@ -61,6 +61,9 @@ def test_unknown_type_is_an_error() -> None:
         ({"media_id": True, "user_id": 2}, "bad value for 'media_id'"),
         ({"media_id": 1, "user_id": 2, "tags": [1]}, "bad value for 'tags'"),
         ({"media_id": 1, "user_id": 2, "surprise": 1}, "unknown fields"),
+        # every field present (the fast path), one of them wrong
+        ({"media_id": 1, "user_id": 2, "source": "a", "tags": ("x", 2), "extra": None},
+         "bad value for 'tags'"),
     ],
 )
 def test_malformed_payloads_are_errors(payload: dict, complaint: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 
 from server import catalog
 
@@ -10,8 +11,9 @@ from server import catalog
 MODULES: list[str] = []
 
 
-def load() -> None:
-    """Register every consumer (and, first, every event type and inline projection)."""
+def load(extra: Sequence[str] = ()) -> None:
+    """Register every consumer (and, first, every event type and inline projection); then the
+    ``extra`` modules (``workers.modules``: e.g. a test's consumers)."""
     catalog.load()
-    for name in MODULES:
+    for name in [*MODULES, *extra]:
         importlib.import_module(name)

@@ -1,0 +1,280 @@
+"""Checkpoints and dead letters of the log's consumers (tables of migration 0002).
+
+The ``*_txn`` functions take a ``Txn``: the worker runs them on its own session connection
+(autocommit: each statement is its own short transaction, and the advisory lock lives on the
+session, never in a transaction that would hold back every reader's snapshot xmin). The
+``ConsumerStore`` methods run pooled interactions for the relay, ``status`` and the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from server.db import Database, Txn
+from server.domain.checkpoints import RUNNING, STOPPED, Checkpoint, Lag, lag
+from server.domain.log import Position
+from server.domain.shards import schema_name
+from server.interfaces import IShardRouter
+from server.shards import database_of_id
+
+#: Lag in events is counted up to this many (beyond it, "at least").
+LAG_CAP = 100_000
+
+_CHECKPOINT = "consumer, shard, txid::text, event_id, status, reason, failures, last_error"
+_LETTER = (
+    "id, consumer, shard, event_id, txid::text, error, traceback, attempts, "
+    "(extract(epoch FROM first_failed_at) * 1000)::bigint, "
+    "(extract(epoch FROM last_failed_at) * 1000)::bigint, status"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PairState:
+    """A checkpoint with its shard's head and its lag, as the relay and ``status`` see it."""
+
+    checkpoint: Checkpoint
+    head: Position | None
+    lag: Lag
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a consumer failed to apply after every retry."""
+
+    id: int
+    consumer: str
+    shard: int
+    event_id: int
+    position: Position
+    error: str
+    traceback: str
+    attempts: int
+    first_failed_ms: int
+    last_failed_ms: int
+    status: str  # "parked": the consumer went on; "blocking": the consumer stopped here
+
+
+def _checkpoint(row: Sequence[Any]) -> Checkpoint:
+    consumer, shard, txid, event_id, status, reason, failures, last_error = row
+    return Checkpoint(consumer, shard, Position(int(txid), event_id), status, reason, failures,
+                      last_error)
+
+
+def _letter(row: Sequence[Any]) -> DeadLetter:
+    return DeadLetter(row[0], row[1], row[2], row[3], Position(int(row[4]), row[3]), *row[5:])
+
+
+# --- on the worker's session connection -------------------------------------------------------
+
+
+def try_lock_txn(txn: Txn, key: int) -> bool:
+    """Take the session advisory lock ``key`` if free; False if another session holds it."""
+    row = txn.fetchone("SELECT pg_try_advisory_lock(%s)", (key,))
+    return bool(row and row[0])
+
+
+def unlock_txn(txn: Txn, key: int) -> None:
+    txn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def checkpoint_txn(txn: Txn, consumer: str, shard: int, from_head: bool) -> Checkpoint:
+    """The checkpoint of (consumer, shard), created first if missing: at the origin of the
+    log, or at the shard's head for a ``from_head`` consumer."""
+    row = txn.fetchone(f"SELECT {_CHECKPOINT} FROM checkpoints WHERE consumer = %s AND shard = %s",
+                       (consumer, shard))
+    if row is None:
+        txn.execute(
+            """
+            INSERT INTO checkpoints (consumer, shard, txid, event_id)
+            SELECT %(c)s, %(s)s, coalesce(h.txid, '0'::xid8), coalesce(h.id, 0)
+            FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+                SELECT txid, id FROM events WHERE shard = %(s)s AND %(head)s
+                ORDER BY txid DESC, id DESC LIMIT 1
+            ) AS h ON true
+            ON CONFLICT DO NOTHING
+            """,
+            {"c": consumer, "s": shard, "head": from_head},
+        )
+        row = txn.fetchone(
+            f"SELECT {_CHECKPOINT} FROM checkpoints WHERE consumer = %s AND shard = %s",
+            (consumer, shard),
+        )
+    assert row is not None
+    return _checkpoint(row)
+
+
+def save_txn(txn: Txn, consumer: str, shard: int, position: Position) -> None:
+    """Move the checkpoint to ``position``; the failing batch, if any, is behind it now."""
+    txn.execute_prepared(
+        "shutterlog_save_checkpoint",
+        "UPDATE checkpoints SET txid = $3::text::xid8, event_id = $4::bigint, failures = 0, "
+        "last_error = NULL, updated_at = now() WHERE consumer = $1::text AND shard = $2::int",
+        (consumer, shard, str(position.txid), position.id),
+    )
+
+
+def failed_txn(txn: Txn, consumer: str, shard: int, error: str) -> None:
+    """Count one more failed attempt at the batch after the checkpoint."""
+    txn.execute(
+        "UPDATE checkpoints SET failures = failures + 1, last_error = %s, updated_at = now() "
+        "WHERE consumer = %s AND shard = %s",
+        (error[:2000], consumer, shard),
+    )
+
+
+def stop_txn(txn: Txn, consumer: str, shard: int, position: Position, reason: str) -> None:
+    """Stop (consumer, shard) at ``position`` until an operator re-drives it."""
+    txn.execute(
+        "UPDATE checkpoints SET txid = %s::xid8, event_id = %s, status = %s, reason = %s, "
+        "updated_at = now() WHERE consumer = %s AND shard = %s",
+        (str(position.txid), position.id, STOPPED, reason[:2000], consumer, shard),
+    )
+
+
+def waiting_txn(txn: Txn, shard: int, position: Position) -> bool:
+    """Whether any event (safe to read yet or not) follows ``position`` in ``shard``."""
+    row = txn.fetchone(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE shard = %s AND (txid, id) > (%s::xid8, %s))",
+        (shard, str(position.txid), position.id),
+    )
+    return bool(row and row[0])
+
+
+def park_txn(txn: Txn, consumer: str, shard: int, event_id: int, position: Position,
+             error: str, traceback: str, attempts: int, first_failed_ms: int,
+             blocking: bool) -> int:
+    """Park an event in dead letters (again: adds the attempts); returns the letter's id."""
+    row = txn.fetchone(
+        f"""
+        INSERT INTO dead_letters (id, consumer, shard, event_id, txid, error, traceback,
+                                  attempts, first_failed_at, last_failed_at, status)
+        VALUES ({schema_name(shard)}.next_id(), %s, %s, %s, %s::xid8, %s, %s, %s,
+                to_timestamp(%s / 1000.0), now(), %s)
+        ON CONFLICT (consumer, event_id) DO UPDATE SET
+            attempts = dead_letters.attempts + EXCLUDED.attempts, error = EXCLUDED.error,
+            traceback = EXCLUDED.traceback, last_failed_at = now(), status = EXCLUDED.status
+        RETURNING id
+        """,
+        (consumer, shard, event_id, str(position.txid), error[:2000], traceback[-20000:],
+         attempts, first_failed_ms, "blocking" if blocking else "parked"),
+    )
+    assert row is not None
+    return int(row[0])
+
+
+# --- pooled, for the relay, status and the CLI ------------------------------------------------
+
+
+class ConsumerStore:
+    """Checkpoints and dead letters over every physical database of a shard router."""
+
+    def __init__(self, router: IShardRouter) -> None:
+        self.router = router
+
+    def ensure(self, db: Database, consumers: Sequence[tuple[str, bool]]) -> None:
+        """Create the missing checkpoints of (name, from_head) consumers for ``db``'s shards."""
+        shards = self.router.shards_of(db)
+        db.run_interaction("ensure_checkpoints", lambda txn: [
+            checkpoint_txn(txn, name, shard, from_head)
+            for name, from_head in consumers for shard in shards
+        ])
+
+    def scan(self, db: Database) -> list[PairState]:
+        """Every checkpoint of ``db`` with its shard's head and lag."""
+        rows = db.run_interaction("scan_checkpoints", lambda txn: txn.fetchall(
+            f"""
+            SELECT {', '.join('c.' + col for col in _CHECKPOINT.split(', '))},
+                   h.txid::text, h.id, p.n, o.ms, (extract(epoch FROM now()) * 1000)::bigint
+            FROM checkpoints c
+            LEFT JOIN LATERAL (
+                SELECT txid, id FROM events e WHERE e.shard = c.shard
+                ORDER BY e.txid DESC, e.id DESC LIMIT 1
+            ) h ON true
+            LEFT JOIN LATERAL (
+                SELECT count(*) AS n FROM (
+                    SELECT 1 FROM events e WHERE e.shard = c.shard
+                      AND (e.txid, e.id) > (c.txid, c.event_id) LIMIT %s
+                ) x
+            ) p ON true
+            LEFT JOIN LATERAL (
+                SELECT (extract(epoch FROM e.created_at) * 1000)::bigint AS ms FROM events e
+                WHERE e.shard = c.shard AND (e.txid, e.id) > (c.txid, c.event_id)
+                ORDER BY e.txid, e.id LIMIT 1
+            ) o ON true
+            ORDER BY c.consumer, c.shard
+            """,
+            (LAG_CAP,),
+        ))
+        return [
+            PairState(
+                _checkpoint(r[:8]),
+                Position(int(r[8]), r[9]) if r[8] is not None else None,
+                lag(r[10], LAG_CAP, r[11], r[12]),
+            )
+            for r in rows
+        ]
+
+    def letters(self, consumer: str | None = None) -> list[DeadLetter]:
+        """Dead letters over every database, oldest first."""
+        out: list[DeadLetter] = []
+        for db in self.router.databases():
+            out += db.run_interaction("dead_letters", lambda txn: [
+                _letter(r) for r in txn.fetchall(
+                    f"SELECT {_LETTER} FROM dead_letters "
+                    "WHERE %(c)s::text IS NULL OR consumer = %(c)s ORDER BY first_failed_at, id",
+                    {"c": consumer},
+                )
+            ])
+        return sorted(out, key=lambda d: (d.first_failed_ms, d.id))
+
+    def letter(self, letter_id: int) -> DeadLetter | None:
+        db = database_of_id(self.router, letter_id)
+        if db is None:
+            return None
+        row = db.run_interaction("dead_letter", lambda txn: txn.fetchone(
+            f"SELECT {_LETTER} FROM dead_letters WHERE id = %s", (letter_id,)
+        ))
+        return _letter(row) if row else None
+
+    def resolved(self, letter: DeadLetter) -> bool:
+        """The letter's event was applied (or given up): delete the letter and, if its
+        consumer stopped at the event, move the checkpoint onto it and resume. True if a stop
+        was lifted."""
+
+        def txn_fn(txn: Txn) -> bool:
+            txn.execute("DELETE FROM dead_letters WHERE id = %s", (letter.id,))
+            row = txn.fetchone(
+                "UPDATE checkpoints SET txid = %s::xid8, event_id = %s, status = %s, "
+                "reason = NULL, failures = 0, last_error = NULL, updated_at = now() "
+                "WHERE consumer = %s AND shard = %s AND status = %s "
+                "AND (txid, event_id) < (%s::xid8, %s) RETURNING 1",
+                (str(letter.position.txid), letter.event_id, RUNNING, letter.consumer,
+                 letter.shard, STOPPED, str(letter.position.txid), letter.event_id),
+            )
+            return row is not None
+
+        return self.router.database(letter.shard).run_interaction("resolve_letter", txn_fn)
+
+    def failed_again(self, letter: DeadLetter, error: str, traceback: str) -> None:
+        """A retry of the letter failed: count it and keep the newest error."""
+        self.router.database(letter.shard).run_interaction("letter_failed", lambda txn: txn.execute(
+            "UPDATE dead_letters SET attempts = attempts + 1, error = %s, traceback = %s, "
+            "last_failed_at = now() WHERE id = %s",
+            (error[:2000], traceback[-20000:], letter.id),
+        ))
+
+    def checkpoint(self, consumer: str, shard: int) -> Checkpoint | None:
+        row = self.router.database(shard).run_interaction("checkpoint", lambda txn: txn.fetchone(
+            f"SELECT {_CHECKPOINT} FROM checkpoints WHERE consumer = %s AND shard = %s",
+            (consumer, shard),
+        ))
+        return _checkpoint(row) if row else None
+
+    def letter_counts(self, db: Database) -> dict[str, int]:
+        """Dead letters in ``db`` by consumer."""
+        return dict(db.run_interaction("count_letters", lambda txn: [
+            (r[0], int(r[1]))
+            for r in txn.fetchall("SELECT consumer, count(*) FROM dead_letters GROUP BY consumer")
+        ]))

@@ -1,0 +1,125 @@
+"""The relay and the worker pool together: every event reaches every interested consumer, in
+log order per shard, through restarts of the relay and of gearmand."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import httpx
+
+from scripts.stack import free_port
+from tests.helpers import wait_for
+from tests.integration.conftest import Env
+from tests.integration.gearmand import Gearmand
+from tests.integration.recording import (
+    Noted,
+    OtherNoted,
+    append,
+    metrics_port,
+    no_overlaps,
+    relay,
+    wait_all_seen,
+    workers,
+)
+
+SHARDS = range(16)
+
+
+def test_every_event_reaches_every_interested_consumer_in_order(env: Env) -> None:
+    """Events on all shards, appended while two worker processes run, arrive complete and in
+    log order at each consumer that wants them, and never at one that does not."""
+    counter = itertools.count()
+    append(env.store, [(s, Noted(n=next(counter))) for s in SHARDS for _ in range(5)])
+    procs = (relay(env.vars), workers(env.vars), workers(env.vars))
+    try:
+        for _ in range(10):
+            append(env.store, [(s, Noted(n=next(counter))) for s in SHARDS for _ in range(20)])
+        append(env.store, [(s, OtherNoted(n=next(counter))) for s in (3, 12)])
+        wait_all_seen(env.store, env.redis, SHARDS, procs=procs)
+        wait_all_seen(env.store, env.redis, (3, 12), names=("recording_other",),
+                      types=frozenset({"TestOther"}), procs=procs)
+        assert env.redis.keys("seen:recording_other:*") != []
+        assert {k.decode() for k in env.redis.keys("seen:recording_other:*")} == {
+            "seen:recording_other:3", "seen:recording_other:12"}
+        no_overlaps(env.redis)
+    finally:
+        for p in procs:
+            assert p.stop() == 0, p.output.text()
+
+
+def test_relay_killed_and_restarted_loses_nothing(env: Env) -> None:
+    """Events appended while no relay runs are delivered once a new relay starts."""
+    work = workers(env.vars)
+    first = relay(env.vars)
+    try:
+        append(env.store, [(s, Noted(n=s)) for s in SHARDS])
+        wait_all_seen(env.store, env.redis, SHARDS, procs=(work, first))
+        first.kill()
+        append(env.store, [(s, Noted(n=100 + s)) for s in SHARDS for _ in range(3)])
+        second = relay(env.vars)
+        try:
+            wait_all_seen(env.store, env.redis, SHARDS, procs=(work, second))
+        finally:
+            assert second.stop() == 0, second.output.text()
+    finally:
+        assert work.stop() == 0, work.output.text()
+
+
+def test_gearmand_stopped_and_restarted_while_events_arrive(env: Env, tmp_path) -> None:
+    """With gearmand down, events keep being appended; once it is back, all of them arrive."""
+    port = free_port()
+    gearmand = Gearmand(port, tmp_path)
+    own = env.vars | {"SHUTTERLOG_GEARMAN_SERVERS": f"127.0.0.1:{port}"}
+    procs = (relay(own), workers(own))
+    try:
+        append(env.store, [(s, Noted(n=s)) for s in SHARDS])
+        wait_all_seen(env.store, env.redis, SHARDS, procs=procs)
+        gearmand.stop()
+        for round_ in range(5):
+            append(env.store, [(s, Noted(n=1000 * round_ + s)) for s in SHARDS])
+        wait_for(lambda: "gearmand" in procs[0].output.text(), 20,
+                 "the relay to notice that gearmand is down")
+        gearmand.start()
+        append(env.store, [(s, Noted(n=99_999)) for s in SHARDS])
+        wait_all_seen(env.store, env.redis, SHARDS, timeout=90, procs=procs)
+        no_overlaps(env.redis)
+    finally:
+        for p in procs:
+            p.stop()
+        gearmand.stop()
+
+
+def metric(port: str, name: str, consumer: str, shard: int) -> float | None:
+    """A labelled gauge's value from a /metrics page (None if absent or not answering)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.TransportError:
+        return None
+    prefix = f'{name}{{consumer="{consumer}",shard="{shard}"}} '
+    found = [line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)]
+    return float(found[0]) if found else None
+
+
+def test_relay_metrics_show_lag_until_workers_catch_up(env: Env) -> None:
+    """With no workers the relay's /metrics shows the events and seconds a consumer is behind
+    on a shard; once workers run it drops to zero. Its logs are JSON lines when asked."""
+    port = metrics_port()
+    append(env.store, [(4, Noted(n=i)) for i in range(7)])
+    the_relay = relay(env.vars, SHUTTERLOG_RELAY_METRICS_PORT=port, SHUTTERLOG_LOG_FORMAT="json")
+    try:
+        wait_for(lambda: metric(port, "shutterlog_consumer_lag_events", "recording", 4) == 7,
+                 30, "lag of 7 events")
+        assert (metric(port, "shutterlog_consumer_lag_seconds", "recording", 4) or 0) > 0
+        assert metric(port, "shutterlog_consumer_lag_events", "recording", 5) == 0
+        work = workers(env.vars)
+        try:
+            wait_for(lambda: metric(port, "shutterlog_consumer_lag_events", "recording", 4) == 0,
+                     30, "no lag")
+        finally:
+            assert work.stop() == 0, work.output.text()
+        lines = [json.loads(line) for line in the_relay.output.lines if line.startswith("{")]
+        assert any(line["message"].startswith("relay up") and line["role"] == "relay"
+                   for line in lines)
+    finally:
+        assert the_relay.stop() == 0, the_relay.output.text()

@@ -1,0 +1,69 @@
+"""Durable chunk tasks: a task lost from gearmand runs anyway; a task never runs twice at once."""
+
+from __future__ import annotations
+
+import msgpack
+
+from server.store.tasks import TaskStore
+from tests.helpers import wait_for
+from tests.integration.conftest import Env
+from tests.integration.recording import GATE, relay, workers
+from workers import gearman
+from workers.context import WorkerContext
+from workers.gearman import GearmanClient
+from workers.jobs import task_function
+from workers.tasks import submit_tasks
+
+
+def runs(env: Env) -> list[bytes]:
+    return env.redis.lrange("task_runs", 0, -1)
+
+
+def state(store: TaskStore, task_id: int) -> tuple[str, int]:
+    task = store.get(task_id)
+    assert task is not None
+    return task.state, task.attempts
+
+
+def test_task_lost_from_gearmand_is_run_by_the_relays_resubmission(env: Env) -> None:
+    """A task stored but never submitted (its job lost) is re-submitted past its deadline and
+    runs once; a task submitted normally runs too."""
+    store = TaskStore(env.router)
+    [lost] = store.insert(7, "test_record", [msgpack.packb({"name": "lost"})], grace=0.5)
+    procs = (relay(env.vars), workers(env.vars))
+    ctx = WorkerContext.create(env.config, name="shutterlog-test")
+    try:
+        [normal] = submit_tasks(ctx, "test_record", [{"name": "normal"}], shard=12)
+        wait_for(lambda: sorted(runs(env)) == [b"lost", b"normal"], 30, "both tasks to run")
+        wait_for(lambda: state(store, lost) == state(store, normal) == ("done", 1), 10, "done")
+    finally:
+        ctx.close()
+        for p in procs:
+            assert p.stop() == 0, p.output.text()
+
+
+def test_task_is_not_run_twice_concurrently(env: Env) -> None:
+    """Two jobs for one task reach two worker processes while it runs: the lease lets only
+    one of them run it."""
+    env.redis.set(GATE, "closed")
+    store = TaskStore(env.router)
+    [task] = store.insert(4, "test_record", [msgpack.packb({"name": "once", "hold": True})],
+                          grace=60)
+    procs = (workers(env.vars), workers(env.vars))
+    client = GearmanClient(env.config.gearman.servers)
+    function = task_function(env.config.gearman.namespace)
+    try:
+        wait_for(lambda: sum(function in w.functions
+                             for w in gearman.workers(client.servers[0])) >= 2, 20, "2 workers")
+        for unique in ("first", "second"):  # distinct keys: gearmand does not coalesce them
+            client.submit(function, msgpack.packb(task), unique)
+        wait_for(lambda: runs(env) == [b"once"], 20, "the task to start")
+        wait_for(lambda: all(f.total == 0 for f in gearman.status(client.servers[0])
+                             if f.function == function), 20, "both jobs to be taken")
+        env.redis.set(GATE, "open")
+        wait_for(lambda: state(store, task)[0] == "done", 20, "the task to finish")
+        assert runs(env) == [b"once"] and env.redis.lrange("task_overlaps", 0, -1) == []
+    finally:
+        client.close()
+        for p in procs:
+            assert p.stop() == 0, p.output.text()
