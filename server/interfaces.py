@@ -138,7 +138,8 @@ class IGeoIndex(Interface):
     ) -> int:
         """Upsert a large stream of points as fast as the backend allows (a replay filling a
         fresh namespace), in chunks: ``progress(n)`` is called with the running total after
-        each chunk. Returns how many points were read. Not atomic as a whole."""
+        each chunk. Returns how many points were read. Not atomic as a whole; ends with the
+        points searchable and the backend's statistics refreshed."""
 
     def remove(media_ids: Iterable[int]) -> None:
         """Remove the points of these media; ids not in the index are ignored."""

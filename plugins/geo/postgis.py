@@ -65,6 +65,7 @@ class PostgisGeoIndex:
             total += len(chunk)
             if progress is not None:
                 progress(total)
+        self.db.run_interaction("geo_analyze", store.analyze_txn, self.namespace)
         return total
 
     def remove(self, media_ids: Iterable[int]) -> None:
@@ -80,7 +81,7 @@ class PostgisGeoIndex:
     ) -> list[GeoHit]:
         owners = sorted({*visible_owners, *([viewer_id] if viewer_id is not None else [])})
         return self.db.run_interaction(
-            "geo_search", store.search_txn, self._table, query, owners, self.timeout_ms
+            "geo_search", store.search_txn, self.namespace, query, owners, self.timeout_ms
         )
 
     def count(self) -> int:

@@ -60,7 +60,7 @@ def available(kind: str) -> list[Migration]:
         found = _NAME.match(entry.name)
         if found:
             out.append(Migration(kind, int(found.group(1)), found.group(2), entry.read_text()))
-    out.sort(key=lambda m: m.version)
+    out.sort(key=lambda m: (m.version, m.name))
     # Numbers are handed out per feature ahead of time, so a release may have gaps; two files
     # with one number would make the record of what was applied ambiguous.
     for prev, m in zip(out, out[1:], strict=False):

@@ -212,6 +212,20 @@ def poles_and_antimeridian_wrap(index: IGeoIndex) -> None:
 
 
 @check
+def both_spellings_of_the_antimeridian(index: IGeoIndex) -> None:
+    """Points stored at longitude -180 or 180, searched from -180, 180 or next to it, are the
+    same places (PostGIS's KNN index trips over mixed spellings unless they are unified)."""
+    index.upsert([GeoPoint(1, 9, 0.0, 180.0, 1), GeoPoint(2, 9, 0.0, -180.0, 2),
+                  GeoPoint(3, 9, 0.0, 179.9999999, 3), GeoPoint(4, 9, 0.0, -179.9999999, 4)])
+    index.refresh()
+    for lng in (-180.0, 180.0, 179.9999999, -179.9999999):
+        for order in ("time", "distance"):
+            hits = index.search(GeoQuery(0.0, lng, 10, order=order))
+            assert sorted(h.media_id for h in hits) == [1, 2, 3, 4], (lng, order, hits)
+            assert all(h.distance_m < 0.05 for h in hits), hits
+
+
+@check
 def orders_and_limits(index: IGeoIndex) -> None:
     """Newest first breaks ties by the higher media id, nearest first by the lower; the limit
     keeps the first ones in that order."""
