@@ -6,7 +6,7 @@ trailing slash, over a core held in memory with the field types of the configset
 
 - ``/update`` takes JSON (an array of documents, or ``{"add": ..., "delete": ...,
   "commit": {}}`` commands) and XML (``<add>``, ``<delete><id>/<query>``, ``<commit/>``: pysolr
-  sends deletes and commits as XML), atomic updates (``{"field": {"set": value}}``) and
+  sends deletes and commits as XML; see ``solr_update``), atomic updates (``{"field": {"set": value}}``) and
   optimistic concurrency (``_version_``: 1 must exist, negative must not, above 1 must
   match; a conflict is a 409), and ``commit``, ``softCommit`` and ``commitWithin``;
 - searches see the documents as of the last commit, as Solr's searcher does; ``/get`` sees
@@ -27,7 +27,6 @@ import itertools
 import json
 import threading
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,6 +42,7 @@ from scripts.fakes.solr_query import (
     bad,
     compile_query,
 )
+from scripts.fakes.solr_update import apply_update
 
 CONFIGSET = Path(__file__).resolve().parents[2] / "etc" / "solr" / "shutterlog-geo" / "conf"
 _OPS = {"set"}
@@ -57,6 +57,7 @@ class Recorded:
     params: dict[str, list[str]]
     content_type: str
     body: bytes
+    authorization: str | None  # the Authorization header, if any
 
 
 class Core:
@@ -246,91 +247,6 @@ def _project(doc: Doc, fl: str, geo: GeoParams | None) -> Doc:
                       f"not {item!r}")
     return out
 
-# --- /update bodies --------------------------------------------------------------------------
-
-
-def apply_update(core: Core, content_type: str, body: bytes) -> bool:
-    """Apply an /update body; returns whether it asked for a commit."""
-    if not body.strip():
-        return False
-    if "json" in content_type:
-        try:
-            data = json.loads(body, object_pairs_hook=_Pairs)
-        except ValueError as e:
-            raise bad(f"Cannot parse provided JSON: {e}") from None
-        if isinstance(data, _Pairs):
-            return _json_commands(core, data)
-        if not isinstance(data, list) or not all(isinstance(d, _Pairs) for d in data):
-            raise bad("JSON update body must be an array of documents or an object of commands")
-        for doc in data:
-            core.add(_json_doc(doc))
-        return False
-    if "xml" in content_type:
-        try:
-            root = ET.fromstring(body)
-        except ET.ParseError as e:
-            raise bad(f"Cannot parse provided XML: {e}") from None
-        return _xml_commands(core, root)
-    raise SolrRequestError(415, f"Unsupported ContentType: {content_type}")
-
-
-class _Pairs(list[tuple[str, Any]]):
-    """A JSON object as its (key, value) pairs: Solr's command objects repeat keys."""
-
-
-def _json_doc(value: Any) -> Any:
-    """JSON pairs as dicts, all the way down (atomic updates are objects in a document)."""
-    if isinstance(value, _Pairs):
-        return {k: _json_doc(v) for k, v in value}
-    return value
-
-
-def _json_commands(core: Core, pairs: _Pairs) -> bool:
-    commit = False
-    for command, arg in pairs:
-        if command == "add":
-            core.add(_json_doc(dict(arg)["doc"]))
-        elif command == "delete":
-            if isinstance(arg, _Pairs):
-                spec = dict(arg)
-                if "query" in spec:
-                    core.delete_query(str(spec["query"]))
-                else:
-                    core.delete_ids([str(spec["id"])])
-            else:
-                core.delete_ids([str(i) for i in (arg if isinstance(arg, list) else [arg])])
-        elif command == "commit":
-            commit = True
-        else:
-            raise bad(f"Unknown command '{command}'")
-    return commit
-
-
-def _xml_commands(core: Core, root: ET.Element) -> bool:
-    if root.tag == "add":
-        for el in root.iter("doc"):
-            doc: Doc = {}
-            for f in el.iter("field"):
-                name, text = f.get("name", ""), f.text or ""
-                update = f.get("update")
-                value: Any = {update: text} if update else text
-                if name in doc:
-                    prev = doc[name]
-                    doc[name] = [*prev, value] if isinstance(prev, list) else [prev, value]
-                else:
-                    doc[name] = value
-            core.add(doc)
-        return False
-    if root.tag == "delete":
-        core.delete_ids([el.text or "" for el in root.iter("id")])
-        for el in root.iter("query"):
-            core.delete_query(el.text or "")
-        return False
-    if root.tag in ("commit", "optimize"):
-        return True
-    raise bad(f"Unexpected <{root.tag}> in an XML update")
-
-
 # --- the server ------------------------------------------------------------------------------
 
 
@@ -359,8 +275,9 @@ class FakeSolr:
         self._server.server_close()
         self.core.close()
 
-    def handle(self, method: str, path: str, query: str, content_type: str, body: bytes
+    def handle(self, method: str, path: str, query: str, headers: Any, body: bytes
                ) -> tuple[int, dict[str, Any]]:
+        content_type = headers.get("Content-Type", "")
         parts = [p for p in path.split("/") if p]
         if len(parts) != 3 or parts[:2] != ["solr", self.core_name]:
             return 404, _error(404, f"no core or handler at {path}")
@@ -369,7 +286,8 @@ class FakeSolr:
         if "x-www-form-urlencoded" in content_type:
             for k, v in parse_qs(body.decode(), keep_blank_values=True).items():
                 params.setdefault(k, []).extend(v)
-        self.requests.append(Recorded(method, handler, params, content_type, body))
+        self.requests.append(Recorded(method, handler, params, content_type, body,
+                                      headers.get("Authorization")))
         try:
             if handler == "update" and method == "POST":
                 if apply_update(self.core, content_type, body) or _flag(params, "commit") \
@@ -406,8 +324,7 @@ def _handler(server: FakeSolr) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            code, data = server.handle(method, url.path, url.query,
-                                       self.headers.get("Content-Type", ""), body)
+            code, data = server.handle(method, url.path, url.query, self.headers, body)
             out = json.dumps(data).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json;charset=utf-8")

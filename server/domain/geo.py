@@ -68,35 +68,28 @@ class NamespaceError(RuntimeError):
 # --- validation ------------------------------------------------------------------------------
 
 
-def _number(value: Any, param: str, expected: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise GeoValueError(param, f"must be {expected}, got {value!r}")
-    if isinstance(value, str):
-        if not _DECIMAL.match(value):
-            raise GeoValueError(param, f"must be {expected}, got {value!r}")
-        value = float(value)
-    number = float(value)
-    if not math.isfinite(number):
+def _number(value: Any, param: str, expected: str, lo: float, hi: float,
+            *, above_lo: bool = False) -> float:
+    """A finite number from ``lo`` (exclusive if ``above_lo``) to ``hi``, given as a number
+    or a decimal string; GeoValueError saying what was ``expected`` otherwise."""
+    number = math.nan
+    if isinstance(value, int | float | str) and not isinstance(value, bool) and \
+            (not isinstance(value, str) or _DECIMAL.match(value)):
+        number = float(value)
+    if not math.isfinite(number) or not (lo < number if above_lo else lo <= number) \
+            or number > hi:
         raise GeoValueError(param, f"must be {expected}, got {value!r}")
     return number
 
 
 def parse_latitude(value: Any, param: str = "lat") -> float:
     """A latitude in degrees, -90 to 90, from a number or a decimal string."""
-    expected = "a latitude in degrees between -90 and 90"
-    lat = _number(value, param, expected)
-    if not -90.0 <= lat <= 90.0:
-        raise GeoValueError(param, f"must be {expected}, got {value!r}")
-    return lat
+    return _number(value, param, "a latitude in degrees between -90 and 90", -90.0, 90.0)
 
 
 def parse_longitude(value: Any, param: str = "lng") -> float:
     """A longitude in degrees, -180 to 180, from a number or a decimal string."""
-    expected = "a longitude in degrees between -180 and 180"
-    lng = _number(value, param, expected)
-    if not -180.0 <= lng <= 180.0:
-        raise GeoValueError(param, f"must be {expected}, got {value!r}")
-    return lng
+    return _number(value, param, "a longitude in degrees between -180 and 180", -180.0, 180.0)
 
 
 def parse_distance(value: Any, param: str = "distance") -> float:
@@ -104,10 +97,7 @@ def parse_distance(value: Any, param: str = "distance") -> float:
     if value is None or value == "":
         return DEFAULT_DISTANCE_M
     expected = f"a distance in meters above 0 and at most {MAX_DISTANCE_M:,.0f}"
-    meters = _number(value, param, expected)
-    if not 0.0 < meters <= MAX_DISTANCE_M:
-        raise GeoValueError(param, f"must be {expected}, got {value!r}")
-    return meters
+    return _number(value, param, expected, 0.0, MAX_DISTANCE_M, above_lo=True)
 
 
 def _integer(value: Any, param: str, expected: str) -> int:
