@@ -5,10 +5,11 @@ trailing slash, over a core held in memory with the field types of the configset
 (``etc/solr/shutterlog-geo/conf/managed-schema.xml``):
 
 - ``/update`` takes JSON (an array of documents, or ``{"add": ..., "delete": ...,
-  "commit": {}}`` commands) and XML (``<add>``, ``<delete><id>/<query>``, ``<commit/>``: pysolr
-  sends deletes and commits as XML; see ``solr_update``), atomic updates (``{"field": {"set": value}}``) and
-  optimistic concurrency (``_version_``: 1 must exist, negative must not, above 1 must
-  match; a conflict is a 409), and ``commit``, ``softCommit`` and ``commitWithin``;
+  "commit": {}}`` commands) and XML (``<add>``, ``<delete><id>/<query>``, ``<commit/>``:
+  pysolr sends deletes and commits as XML; see ``solr_update``), atomic updates
+  (``{"field": {"set": value}}``) and optimistic concurrency (``_version_``: 1 must exist,
+  negative must not, above 1 must match; a conflict is a 409), and ``commit``,
+  ``softCommit`` and ``commitWithin``;
 - searches see the documents as of the last commit, as Solr's searcher does; ``/get`` sees
   every write at once, as Solr's update log does; a ``commitWithin`` commits on a timer;
 - ``/select`` evaluates the query subset in ``solr_query`` with ``fq``, ``sort``, ``fl``,
