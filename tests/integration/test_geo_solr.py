@@ -253,3 +253,18 @@ def test_the_local_server_refuses_what_solr_refuses(fake: FakeSolr) -> None:
     with pytest.raises(pysolr.SolrError, match="HTTP 409"):
         client.add([{"id": "never-added", "hidden": {"set": True}, "_version_": 1}])
     assert fake.core.latest == {}
+
+
+def test_a_long_list_of_allowed_owners_is_posted(fake: FakeSolr) -> None:
+    """A viewer allowed to see many private accounts makes a long query: pysolr posts it as a
+    form, and the terms filter has no clause limit."""
+    index = SolrGeoIndex(solr_client(fake.url, 5000))
+    index.upsert([P1, P2, GeoPoint(3, 777, 48.85, 2.35, 3, hidden=True)])
+    index.refresh()
+    allowed = set(range(1000, 1600)) | {777}
+    hits = index.search(GeoQuery(48.85, 2.35, 1000), viewer_id=5, visible_owners=allowed)
+    select = fake.requests[-1]
+    assert (select.method, select.content_type) == (
+        "POST", "application/x-www-form-urlencoded; charset=utf-8")
+    assert single(select.params)["vis_owners"].startswith("{!terms f=owner_id}5,777,1000,")
+    assert [h.media_id for h in hits] == [1, 3]  # newest first; P2 stays hidden
