@@ -5,8 +5,8 @@ namespace, resolved by PostgreSQL inside each statement) or a namespace's own ta
 are ``geography(Point, 4326)``; every distance is on the sphere (``use_spheroid => false``),
 as Solr's and ``server.domain.geo.haversine_m`` are. Searches are sent with their values
 inlined by psycopg2 rather than as prepared statements, so each is planned for its own radius
-and point: the planner chooses the GiST index or the time index by how dense the area is, and
-the KNN ``<->`` operator needs a constant point to use the index at all.
+and point (the KNN ``<->`` operator needs a constant point to use the index at all); which
+index serves a newest-first search is decided per search, from a probe (``_GIST_NEWEST``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def _lng(lng: float) -> float:
     stored at +180 meets a search at -180: its index bound and its exact distance disagree
     about two spellings of one meridian. One spelling avoids it."""
     return 180.0 if lng == -180.0 else lng
+
 
 _UPSERT = sql.SQL(
     "INSERT INTO {t} AS g (media_id, owner_id, location_id, created_ms, hidden, geog) "
