@@ -107,6 +107,25 @@ class RelayConfig:
 
 
 @dataclass(frozen=True)
+class GeoConfig:
+    backend: str = _setting("postgis", "geo index backend: postgis or solr")
+    postgis_dsn: str = _setting(
+        "", "database holding the PostGIS geo index, one of the shard map's; empty: the first"
+    )
+    solr_url: str = _setting(
+        "", "URL of the Solr core (or collection) for backend solr, e.g. "
+        "http://127.0.0.1:8983/solr/shutterlog_geo; credentials in it are sent as basic auth"
+    )
+    solr_commit_within_ms: int = _setting(
+        1000, "Solr: new points become searchable within this many ms (commitWithin)"
+    )
+    timeout_ms: int = _setting(
+        5000, "longest a geo index call may take: PostgreSQL statement_timeout of searches, "
+        "HTTP timeout of Solr requests"
+    )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     format: str = _setting("text", "log output: text or json")
     level: str = _setting("info", "debug, info, warning or error")
@@ -161,6 +180,7 @@ class Config:
     gearman: GearmanConfig = field(default_factory=GearmanConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     relay: RelayConfig = field(default_factory=RelayConfig)
+    geo: GeoConfig = field(default_factory=GeoConfig)
     log: LogConfig = field(default_factory=LogConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
@@ -274,7 +294,25 @@ def _build(values: dict[str, Any], sources: dict[str, str]) -> Config:
     except ValueError as e:
         key = "shards.databases"
         raise ConfigError(f"{key} (from {sources.get(key, 'defaults')}): {e}") from None
+    _check_geo(cfg, sources)
     return cfg
+
+
+def _check_geo(cfg: Config, sources: dict[str, str]) -> None:
+    """The geo settings that depend on others: the PostGIS index lives in a database that
+    ``shutterlog migrate`` migrates (one of the shard map's); Solr needs a URL."""
+    if cfg.geo.postgis_dsn not in cfg.shard_map.dsns():
+        key = "geo.postgis_dsn"
+        raise ConfigError(
+            f"{key} (from {sources.get(key, 'defaults')}): must be one of the shard map's "
+            f"databases (migrations create the geo index there), got "
+            f"{mask_dsn(cfg.geo.postgis_dsn)!r}"
+        )
+    if cfg.geo.backend == "solr" and not cfg.geo.solr_url:
+        raise ConfigError(
+            f"geo.solr_url (from {sources.get('geo.backend', 'defaults')}): required when "
+            "geo.backend is solr"
+        )
 
 
 def _assemble(flat: dict[str, Any]) -> Config:
@@ -318,7 +356,7 @@ def _shard_count(v: int) -> None:
 @_check(
     "http.threads", "postgres.pool_size", "stack.databases", "outbound.timeout",
     "shareout.mastodon_max_characters", "shareout.media_poll_seconds", "workers.concurrency",
-    "workers.batch_attempts", "workers.event_attempts", "workers.task_attempts",
+    "workers.batch_attempts", "workers.event_attempts", "workers.task_attempts", "geo.timeout_ms",
 )
 def _positive(v: int) -> None:
     if v < 1:
@@ -358,7 +396,13 @@ def _hostports(v: tuple[str, ...]) -> None:
             raise ValueError(f"{item!r} is not HOST:PORT")
 
 
-@_check("outbound.max_redirects")
+@_check("geo.backend")
+def _geo_backend(v: str) -> None:
+    if v not in ("postgis", "solr"):
+        raise ValueError(f"must be 'postgis' or 'solr', got {v!r}")
+
+
+@_check("outbound.max_redirects", "geo.solr_commit_within_ms")
 def _not_negative(v: int) -> None:
     if v < 0:
         raise ValueError(f"must be 0 or more, got {v}")
@@ -375,6 +419,12 @@ def _allow_hosts(v: tuple[str, ...]) -> None:
 def _http_url(v: str) -> None:
     if urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).hostname:
         raise ValueError(f"{v!r} is not an http:// or https:// URL")
+
+
+@_check("geo.solr_url")
+def _optional_http_url(v: str) -> None:
+    if v:
+        _http_url(v)
 
 
 @_check("secrets.encryption_keys")
@@ -445,6 +495,12 @@ def _derive(p: dict[str, Any]) -> None:
         p["redis.url"] = f"redis://127.0.0.1:{p['stack.redis_port']}/0"
     if not p["gearman.servers"]:
         p["gearman.servers"] = (f"127.0.0.1:{p['stack.gearman_port']}",)
+    if not p["geo.postgis_dsn"]:
+        try:
+            shard_map = ShardMap.parse(p["shards.count"], p["shards.databases"])
+            p["geo.postgis_dsn"] = shard_map.dsns()[0]
+        except ValueError:
+            pass  # reported for shards.databases once the configuration is assembled
     if not p["secrets.key"]:
         p["secrets.key"] = _secret_from_file(Path(p["var"]) / "secret.key")
 
@@ -496,7 +552,7 @@ def masked(cfg: Config) -> dict[str, Any]:
             value = "***" if value else ""
         elif key == "shards.databases":
             value = [mask_dsn(v) for v in value]
-        elif key == "redis.url":
+        elif key in ("redis.url", "geo.postgis_dsn", "geo.solr_url"):
             value = mask_dsn(value)
         elif isinstance(value, Path):
             value = str(value)

@@ -1,4 +1,4 @@
-"""The I/O seams of the core: shard routing and the event store.
+"""The I/O seams of the core: shard routing, the event store and the geo index.
 
 Each is a ``zope.interface`` interface; implementations declare it with ``@implementer`` and a
 test checks them with ``verifyObject``. Methods are synchronous: the service calls them from
@@ -7,13 +7,14 @@ its threadpool, workers call them directly under gevent.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from server.db import Database, Txn
+    from server.domain.geo import GeoHit, GeoPoint, GeoQuery
     from server.domain.log import (
         AppendRequest,
         AppendResult,
@@ -99,3 +100,96 @@ class IEventStore(Interface):
 
     def head(shard: int) -> Position | None:
         """The position of the newest committed event of ``shard``, or None if it has none."""
+
+
+class IGeoIndex(Interface):
+    """Where media were posted, for radius search (``plugins/geo``: PostGIS, or Solr to scale out).
+
+    **Namespaces.** An index holds namespaces (generations): independent sets of points, of
+    which exactly one is *live*; a fresh index has the live namespace ``main``. An object
+    bound to a namespace (from ``open``/``create``) reads and writes that one; the object
+    ``plugins.geo.open_index(config)`` returns is bound to none and reads and writes whichever
+    namespace is live at the time of each call. A rebuild (``replay``) creates a namespace,
+    fills it, and ``swap``s it live in one atomic step: searches see the old namespace or the
+    new one, never a mix. The caller keeps writers of the live namespace away while swapping
+    (the replay holds the geo consumer's checkpoints), so no write lands in the old one after.
+
+    **Visibility.** A point is found by a search if it is not hidden, or if its owner is the
+    viewer or one of ``visible_owners``: private accounts' media are not found by strangers.
+
+    **Durability and freshness.** Writes are idempotent: applying the same call twice changes
+    nothing, so a consumer may re-apply a batch after a crash. Removals, visibility changes,
+    swaps and drops are visible to searches when the call returns; new points within the
+    backend's commit delay (PostGIS: at once; Solr: ``geo.solr_commit_within_ms``), or at once
+    after ``refresh()``.
+
+    Methods are synchronous and thread-safe: the service calls them from its threadpool,
+    workers directly under gevent. Backend failures propagate as the backend's errors
+    (``psycopg2.Error``, ``pysolr.SolrError``); ``GeoValueError`` and ``NamespaceError``
+    (``server.domain.geo``) are raised for bad arguments.
+    """
+
+    namespace = Attribute(
+        "The namespace this object reads and writes, or None for whichever is live at each call."
+    )
+
+    def upsert(points: Iterable[GeoPoint]) -> None:
+        """Insert the points, replacing any point with the same media id (all or none)."""
+
+    def bulk_load(
+        points: Iterable[GeoPoint], progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Upsert a large stream of points as fast as the backend allows (a replay filling a
+        fresh namespace), in chunks: ``progress(n)`` is called with the running total after
+        each chunk. Returns how many points were read. Not atomic as a whole; ends with the
+        points searchable and the backend's statistics refreshed."""
+
+    def remove(media_ids: Iterable[int]) -> None:
+        """Remove the points of these media; ids not in the index are ignored."""
+
+    def set_owner_hidden(owner_id: int, hidden: bool) -> None:
+        """Hide (the account went private) or show every point of ``owner_id``.
+
+        Points added later carry their own ``hidden`` flag: the caller sets it from the
+        owner's privacy at that time.
+        """
+
+    def search(
+        query: GeoQuery, viewer_id: int | None = None, visible_owners: Collection[int] = ()
+    ) -> list[GeoHit]:
+        """The points matching ``query`` (see ``GeoQuery``) that ``viewer_id`` may see.
+
+        Hidden points are returned only when their owner is ``viewer_id`` or in
+        ``visible_owners`` (the private accounts that accepted the viewer as a follower;
+        passing every account the viewer follows is correct too). ``viewer_id=None`` is an
+        anonymous search: public points only.
+        """
+
+    def count() -> int:
+        """How many points the namespace holds (hidden ones included)."""
+
+    def refresh() -> None:
+        """Make every write that has returned visible to searches now."""
+
+    def live() -> str:
+        """The name of the live namespace."""
+
+    def namespaces() -> list[str]:
+        """Every namespace, live or not, sorted by name."""
+
+    def create(namespace: str) -> IGeoIndex:
+        """Create an empty namespace and return an index bound to it; NamespaceError if it
+        exists. It is not live until ``swap``."""
+
+    def open(namespace: str) -> IGeoIndex:
+        """An index bound to an existing namespace; NamespaceError if there is none."""
+
+    def swap(namespace: str) -> str:
+        """Make ``namespace`` the live one, atomically; returns the previously live name.
+        NamespaceError if it does not exist."""
+
+    def drop(namespace: str) -> None:
+        """Delete a namespace and its points; NamespaceError if it is live or missing."""
+
+    def close() -> None:
+        """Release connections (the index shares the caller's pools where it can)."""

@@ -2,8 +2,9 @@
 
 Migrations are SQL files in ``sql/global`` (once per physical database) and ``sql/shard``
 (once per logical shard, with ``@schema@`` and ``@shard@`` filled in), named
-``NNNN_name.sql``. Each is recorded in ``schema_migrations`` with its checksum. A migration
-runs in one transaction with its record, so it applies wholly or not at all; a file whose
+``NNNN_name.sql`` (numbers increase; gaps are allowed). Each is recorded in
+``schema_migrations`` with its checksum. A migration runs in one transaction with its
+record, so it applies wholly or not at all; a file whose
 first line is ``-- shutterlog: no-transaction`` is marked ``running`` first and ``applied``
 after, so an interrupted one is detected and reported instead of being run twice.
 """
@@ -59,10 +60,15 @@ def available(kind: str) -> list[Migration]:
         found = _NAME.match(entry.name)
         if found:
             out.append(Migration(kind, int(found.group(1)), found.group(2), entry.read_text()))
-    out.sort(key=lambda m: m.version)
-    for i, m in enumerate(out, 1):
-        if m.version != i:
-            raise MigrationError(f"{kind} migrations skip from {i - 1} to {m.version}")
+    out.sort(key=lambda m: (m.version, m.name))
+    # Numbers are handed out per feature ahead of time, so a release may have gaps; two files
+    # with one number would make the record of what was applied ambiguous.
+    for prev, m in zip(out, out[1:], strict=False):
+        if m.version == prev.version:
+            raise MigrationError(
+                f"{kind} migrations {prev.version:04d}_{prev.name} and "
+                f"{m.version:04d}_{m.name} share a number"
+            )
     return out
 
 

@@ -98,3 +98,37 @@ def test_env_names() -> None:
     """Keys map to SHUTTERLOG_SECTION_NAME."""
     assert env_name("http.port") == "SHUTTERLOG_HTTP_PORT"
     assert env_name("var") == "SHUTTERLOG_VAR"
+
+
+def test_geo_index_defaults_to_postgis_in_the_first_database(tmp_path: Path) -> None:
+    """The geo index is PostGIS in the shard map's first database unless configured."""
+    c = cfg(tmp_path, {"SHUTTERLOG_SHARDS_DATABASES": "0-7=postgresql://a/x;8-15=postgresql://b/y"})
+    assert (c.geo.backend, c.geo.postgis_dsn) == ("postgis", "postgresql://a/x")
+    assert (c.geo.timeout_ms, c.geo.solr_commit_within_ms) == (5000, 1000)
+    c = cfg(tmp_path, {
+        "SHUTTERLOG_SHARDS_DATABASES": "0-7=postgresql://a/x;8-15=postgresql://b/y",
+        "SHUTTERLOG_GEO_POSTGIS_DSN": "postgresql://b/y",
+    })
+    assert c.geo.postgis_dsn == "postgresql://b/y"
+    c = cfg(tmp_path, {"SHUTTERLOG_GEO_BACKEND": "solr",
+                       "SHUTTERLOG_GEO_SOLR_URL": "http://u:s0lr@solr:8983/solr/geo"})
+    assert c.geo.backend == "solr"
+    assert "s0lr" not in str(masked(c)) and "http://u:***@solr:8983/solr/geo" in str(masked(c))
+
+
+@pytest.mark.parametrize(
+    "env, complaint",
+    [
+        ({"SHUTTERLOG_GEO_BACKEND": "elastic"}, r"geo\.backend.*'postgis' or 'solr'"),
+        ({"SHUTTERLOG_GEO_BACKEND": "solr"}, r"geo\.solr_url.*required when geo\.backend is solr"),
+        ({"SHUTTERLOG_GEO_SOLR_URL": "solr:8983"}, r"geo\.solr_url.*not an http"),
+        ({"SHUTTERLOG_GEO_POSTGIS_DSN": "postgresql://elsewhere/geo"},
+         r"geo\.postgis_dsn \(from SHUTTERLOG_GEO_POSTGIS_DSN\): must be one of the shard map's"),
+        ({"SHUTTERLOG_GEO_TIMEOUT_MS": "0"}, r"geo\.timeout_ms.*at least 1"),
+        ({"SHUTTERLOG_GEO_SOLR_COMMIT_WITHIN_MS": "-1"}, r"geo\.solr_commit_within_ms.*0 or more"),
+    ],
+)
+def test_invalid_geo_settings_name_the_key(tmp_path, env, complaint) -> None:
+    """Bad geo settings stop loading with the key, its source and what is expected."""
+    with pytest.raises(ConfigError, match=complaint):
+        cfg(tmp_path, env)
