@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ["run", "stack", "config", "migrate"]
+COMMANDS = ["run", "stack", "config", "migrate", "apps"]
 
 #: Subcommands that run under gevent: patched before any other import.
 GREEN = {"workers", "relay"}

@@ -7,7 +7,10 @@ import importlib
 from server import catalog
 
 #: Modules declaring consumers with ``@consumer``.
-MODULES: list[str] = []
+MODULES: list[str] = [
+    "workers.handlers.followers",
+    "workers.handlers.blocks",
+]
 
 
 def load() -> None:
