@@ -8,6 +8,7 @@ its own Gearman namespace, so tests never see each other's state.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import tempfile
@@ -95,8 +96,9 @@ def _admin(stack: LocalStack) -> psycopg2.extensions.connection:
     return conn
 
 
-@pytest.fixture
-def env(stack: LocalStack) -> Iterator[Env]:
+@contextlib.contextmanager
+def fresh_env(stack: LocalStack) -> Iterator[Env]:
+    """Two fresh migrated databases, an empty Redis and a Gearman namespace of their own."""
     n = next(_counter)
     dbnames = [f"test{n}_0", f"test{n}_1"]
     admin = _admin(stack)
@@ -117,3 +119,17 @@ def env(stack: LocalStack) -> Iterator[Env]:
             for name in dbnames:
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def env(stack: LocalStack) -> Iterator[Env]:
+    with fresh_env(stack) as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def module_env(stack: LocalStack) -> Iterator[Env]:
+    """One world for a whole test module (a service started once); tests keep their data
+    apart by using names of their own."""
+    with fresh_env(stack) as e:
+        yield e
