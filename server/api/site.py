@@ -52,6 +52,9 @@ class _Discard:
     def seek(self, offset: int, whence: int = 0) -> int:
         return 0
 
+    def tell(self) -> int:
+        return 0
+
     def read(self, size: int = -1) -> bytes:
         return b""
 
