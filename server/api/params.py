@@ -63,7 +63,7 @@ class Param:
                 raise invalid(f"{self.name} must be at least {self.min_length} characters")
             if self.max_length is not None and len(value) > self.max_length:
                 raise invalid(f"{self.name} must be at most {self.max_length} characters")
-            if self.pattern is not None and not re.search(self.pattern, value):
+            if self.pattern is not None and not re.search(_strict_end(self.pattern), value):
                 raise invalid(f"{self.name} is not in the expected form")
             if self.enum is not None and value not in self.enum:
                 raise invalid(f"{self.name} must be one of: {', '.join(self.enum)}")
@@ -89,9 +89,17 @@ class Param:
             raise invalid(f"{self.name} must be a boolean (true or false)")
         if isinstance(raw, int) and not isinstance(raw, bool):
             return raw
-        if isinstance(raw, str) and _INT.match(raw):
+        if isinstance(raw, str) and _INT.fullmatch(raw):
             return int(raw)
         raise invalid(f"{self.name} must be an integer")
+
+
+def _strict_end(pattern: str) -> str:
+    """A JSON Schema pattern for Python: ``$`` ends the text (in Python it also matches
+    before a final newline, which JSON Schema's ``$`` does not)."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        return pattern[:-1] + "\\Z"
+    return pattern
 
 
 def parse_query(query: bytes) -> dict[str, str]:

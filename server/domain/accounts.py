@@ -81,7 +81,7 @@ def username_shard(username: str, shard_count: int) -> int:
 
 def check_username(username: str) -> None:
     """AccountError unless 1-30 letters, digits, periods and underscores."""
-    if not USERNAME.match(username):
+    if not USERNAME.fullmatch(username):
         raise AccountError(
             "username", "username must be 1-30 letters, digits, periods or underscores"
         )
@@ -108,9 +108,9 @@ def check_profile(full_name: str, bio: str, website: str, email: str) -> None:
             raise AccountError(field, f"{field} must be at most {limit} characters")
         if any(ord(c) < 32 and c not in "\n\t" for c in value):
             raise AccountError(field, f"{field} must not contain control characters")
-    if website and not re.match(r"^https?://[^\s/]+\S*$", website):
+    if website and not re.fullmatch(r"https?://[^\s/]+\S*", website):
         raise AccountError("website", "website must be an http:// or https:// URL")
-    if email and not EMAIL.match(email):
+    if email and not EMAIL.fullmatch(email):
         raise AccountError("email", "email is not an email address")
 
 

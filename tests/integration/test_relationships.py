@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from server.db import Txn
 from server.domain.ids import shard_of
 from server.domain.shards import schema_name
 from tests.drive import Driver, drive
@@ -173,10 +174,10 @@ def edges(env: Env, user_ids: list[int]) -> set[tuple[int, int]]:
     """The follower-side active edges among ``user_ids`` (the source of truth)."""
     out: set[tuple[int, int]] = set()
     for uid in user_ids:
+        sql = (f"SELECT follower, followee FROM {schema_name(shard_of(uid))}.follows "
+               "WHERE follower = %s AND state = 'active'")
         rows = env.router.database(shard_of(uid)).run_interaction(
-            "edges", lambda txn, u=uid: txn.fetchall(
-                f"SELECT follower, followee FROM {schema_name(shard_of(u))}.follows "
-                "WHERE follower = %s AND state = 'active'", (u,)))
+            "edges", Txn.fetchall, sql, (uid,))
         out |= {(int(f), int(t)) for f, t in rows if int(t) in user_ids}
     return out
 
