@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from server.api.envelope import APIError
 from server.domain.oauth import signature_matches
 from server.domain.ratelimit import Verdict
+from server.interfaces import IShardRouter
 from server.secretbox import SecretBox
 from server.store import apps
 from server.store.ratelimit import RateLimiter
@@ -88,7 +89,7 @@ def require_scope(info: TokenInfo, scope: str) -> None:
 
 
 def check_signature(
-    router: object, box: SecretBox, endpoint: str, params: Mapping[str, str],
+    router: IShardRouter, box: SecretBox, endpoint: str, params: Mapping[str, str],
     info: TokenInfo | None,
 ) -> None:
     """Verify ``sig`` when the request carries one or its app requires one. The secret is
@@ -101,7 +102,7 @@ def check_signature(
         raise APIError(403, "OAuthForbiddenException",
                        "Invalid signed-request: Missing required parameter 'sig'")
     client_id = info.client_id if info is not None else params.get("client_id", "")
-    app = apps.get(router, client_id) if client_id else None  # type: ignore[arg-type]
+    app = apps.get(router, client_id) if client_id else None
     if app is None or app.revoked:
         raise APIError(403, "OAuthForbiddenException",
                        "Invalid signed-request: no valid client to check the signature with")

@@ -102,7 +102,7 @@ def visible_user(call: Call, user_id: int) -> User:
     return user
 
 
-def _sign_up_txn(txn: Txn, store: IEventStore, shard: int, cmd: Register, key: str | None
+def sign_up_txn(txn: Txn, store: IEventStore, shard: int, cmd: Register, key: str | None
                  ) -> User:
     if key is not None:
         replay = store.replayed_txn(txn, shard, key)
@@ -158,7 +158,7 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         key = call.idempotency_key(f"signup:{rules.normalize(cmd.username)}")
         try:
             user = ctx.router.database(shard).run_interaction(
-                "sign_up", _sign_up_txn, ctx.store, shard, cmd, key)
+                "sign_up", sign_up_txn, ctx.store, shard, cmd, key)
         except AccountError as e:
             raise invalid(str(e)) from None
         return Reply(user_json(user))
