@@ -94,10 +94,12 @@ def run(scenario: Scenario, url: str, seconds: float, connections: int = 64,
         script.write_text(f"DATA_FILE = {json.dumps(str(data_file))}\nTHREADS = {threads}\n"
                           + _COMMON + scenario.lua)
         out = subprocess.run(
-            [wrk_path(), "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-             "--timeout", "30s", "-s", str(script), url],
-            capture_output=True, text=True, timeout=seconds + 60, check=True,
+            [wrk_path(), "-t", str(threads), "-c", str(connections), "-d",
+             f"{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(script), url],
+            capture_output=True, text=True, timeout=seconds + 60,
         )
+    if out.returncode != 0:
+        raise SystemExit(f"wrk failed ({scenario.name}): {out.stderr.strip() or out.stdout}")
     line = next(x for x in reversed(out.stdout.splitlines()) if x.startswith("{"))
     raw = json.loads(line)
     return Result(scenario.name, raw["requests"], raw["duration_us"] / 1e6,
