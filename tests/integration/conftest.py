@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -133,3 +134,23 @@ def module_env(stack: LocalStack) -> Iterator[Env]:
     apart by using names of their own."""
     with fresh_env(stack) as e:
         yield e
+
+
+@pytest.fixture(scope="module")
+def service(request: pytest.FixtureRequest, module_env: Env) -> Iterator[Any]:
+    """The API service for a test module (settings: the module's ``SERVICE_ENV``)."""
+    from tests.integration.apiclient import start_service
+
+    svc = start_service(module_env, **getattr(request.module, "SERVICE_ENV", {}))
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture
+def api(module_env: Env, service: Any) -> Any:
+    """The test's view of its module's service (``tests.integration.apiclient.Api``)."""
+    from tests.integration.apiclient import Api
+
+    return Api(module_env, service)

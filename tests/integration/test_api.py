@@ -11,26 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from scripts.stack import free_port
-from tests.helpers import Service
 from tests.integration.apiclient import PASSWORD, Api, start_service
 from tests.integration.conftest import Env
 
-
-@pytest.fixture(scope="module")
-def service(module_env: Env) -> Iterator[Service]:
-    svc = start_service(module_env, SHUTTERLOG_API_MAX_BODY_BYTES="4096")
-    try:
-        yield svc
-    finally:
-        svc.stop()
-
-
-@pytest.fixture
-def api(module_env: Env, service: Service) -> Api:
-    return Api(module_env, service)
+SERVICE_ENV = {"SHUTTERLOG_API_MAX_BODY_BYTES": "4096"}
 
 
 def meta(r: httpx.Response) -> tuple[int, str]:

@@ -7,31 +7,17 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
 
-from tests.helpers import REPO, Service, scrubbed_env, wait_for
+from tests.helpers import REPO, scrubbed_env, wait_for
 from tests.integration.apiclient import PASSWORD, Api, sign, start_service
 from tests.integration.conftest import Env
 
 REDIRECT = "https://app.example/cb"
 
 
-@pytest.fixture(scope="module")
-def service(module_env: Env) -> Iterator[Service]:
-    svc = start_service(module_env)
-    try:
-        yield svc
-    finally:
-        svc.stop()
-
-
-@pytest.fixture
-def api(module_env: Env, service: Service) -> Api:
-    return Api(module_env, service)
 
 
 def form_fields(html: str) -> dict[str, str]:

@@ -5,32 +5,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import random
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from server.db import Txn
 from server.domain.ids import shard_of
 from server.domain.shards import schema_name
 from tests.drive import Driver, drive
-from tests.helpers import Service
-from tests.integration.apiclient import Api, start_service
+from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
-
-
-@pytest.fixture(scope="module")
-def service(module_env: Env) -> Iterator[Service]:
-    svc = start_service(module_env)
-    try:
-        yield svc
-    finally:
-        svc.stop()
-
-
-@pytest.fixture
-def api(module_env: Env, service: Service) -> Api:
-    return Api(module_env, service)
 
 
 def counts(api: Api, token: str, user_id: str) -> dict[str, int]:

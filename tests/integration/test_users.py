@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
 
 import pytest
 
 from server.domain.accounts import username_shard
 from server.domain.ids import shard_of
-from tests.helpers import Service
-from tests.integration.apiclient import PASSWORD, Api, start_service
-from tests.integration.conftest import Env
-
-
-@pytest.fixture(scope="module")
-def service(module_env: Env) -> Iterator[Service]:
-    svc = start_service(module_env)
-    try:
-        yield svc
-    finally:
-        svc.stop()
-
-
-@pytest.fixture
-def api(module_env: Env, service: Service) -> Api:
-    return Api(module_env, service)
+from tests.integration.apiclient import PASSWORD, Api
 
 
 def test_sign_up_returns_the_user_in_the_envelope(api: Api) -> None:
