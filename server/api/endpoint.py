@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,9 +141,6 @@ class Call:
         """Refuse unless the token has ``scope`` (for checks that depend on the target)."""
         assert self.token is not None
         auth.require_scope(self.token, scope)
-
-    def now_ms(self) -> int:
-        return int(time.time() * 1000)
 
     def idempotency_key(self, principal: str) -> str | None:
         """The request's ``Idempotency-Key`` scoped to ``principal`` (a user, an app, a

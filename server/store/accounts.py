@@ -88,15 +88,6 @@ def get_user(txn: Txn, user_id: int) -> User | None:
     return User(*row) if row else None
 
 
-def password_hash(txn: Txn, user_id: int) -> str | None:
-    """The stored argon2 hash of the user's password, for logging in."""
-    row = txn.fetchone(
-        f"SELECT password_hash FROM {schema_name(shard_of(user_id))}.users WHERE id = %s",
-        (user_id,),
-    )
-    return str(row[0]) if row else None
-
-
 def login(txn: Txn, shard: int, username: str) -> tuple[int, str] | None:
     """(user id, password hash) of the username in its shard, or None."""
     row = txn.fetchone(

@@ -80,10 +80,6 @@ class Tokens:
         pipe.execute()
         return token
 
-    def lookup(self, token: str) -> TokenInfo | None:
-        fields = self.redis.hgetall(token_key(digest(token)))
-        return TokenInfo.from_fields(fields) if fields else None
-
     def revoke(self, token: str) -> bool:
         """Revoke one token; False if it was not valid."""
         h = digest(token)
