@@ -21,6 +21,7 @@ from klein import Klein
 
 from server.api.endpoint import API, FLAT, HTML, Call, Reply
 from server.api.envelope import APIError
+from server.api.idempotency import remembered
 from server.api.oauth_pages import HEADERS, HTML_TYPE, consent_page, login_page
 from server.api.params import Param
 from server.api.users import USER, user_json
@@ -29,7 +30,6 @@ from server.domain.accounts import username_shard
 from server.domain.ids import shard_of
 from server.domain.oauth import OAuthError, check_redirect_uri, parse_scopes, scope_text
 from server.passwords import hash_password, verify_password
-from server.secretbox import SecretBox
 from server.store import accounts, apps
 from server.store.apps import App
 from server.store.tokens import Grant
@@ -66,7 +66,6 @@ class Authorizer:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self._csrf_key = hashlib.sha256(b"csrf " + ctx.config.secrets.key.encode()).digest()
-        self.responses = SecretBox(ctx.config.secrets.key, "oauth idempotent responses")
 
     def app(self, client_id: str) -> App:
         app = apps.get(self.ctx.router, client_id)
@@ -204,11 +203,10 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         ),
     )
     def access_token(call: Call) -> Reply:
+        return remembered(call, f"oauth:{call.params['client_id']}", lambda: grant(call))
+
+    def grant(call: Call) -> Reply:
         p = call.params
-        key = call.idempotency_key(f"oauth:{p['client_id']}")
-        cached = ctx.redis.get(f"idem:{key}") if key else None
-        if cached:
-            return Reply(body=authz.responses.open(cached))
         client = authz.app(p["client_id"])
         if not hmac.compare_digest(client.secret(ctx.box).encode(), p["client_secret"].encode()):
             raise oauth_error("Invalid client_secret")
@@ -230,9 +228,6 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
             user_id = found
         token = ctx.tokens.issue(user_id, client.client_id, scope, client.require_signed)
         body = json.dumps({"access_token": token, "user": user_json(authz.user(user_id))})
-        if key:
-            ctx.redis.set(f"idem:{key}", authz.responses.seal(body.encode()),
-                          ex=ctx.config.oauth.code_ttl)
         return Reply(body=body.encode())
 
     @api.endpoint("POST", "/oauth/revoke", "Revoke the access token, or all the user's tokens",
@@ -241,6 +236,9 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
                   params=(Param("all", bool, where="body", default=False,
                                 description="revoke every token of the user"),))
     def revoke(call: Call) -> Reply:
+        return remembered(call, f"u{call.user_id}", lambda: revoke_now(call))
+
+    def revoke_now(call: Call) -> Reply:
         if call.params["all"]:
             return Reply({"revoked": ctx.tokens.revoke_user(call.user_id)})
         token = call.query.get("access_token") or call.body.get("access_token") or (

@@ -242,3 +242,15 @@ def test_apps_commands(api: Api, module_env: Env) -> None:
     assert r.json()["error_message"] == "Invalid client_id"
     bad = shutterlog(module_env, "apps", "create", "x", "--redirect-uri", "ftp://nope")
     assert bad.returncode == 2 and "redirect URI" in bad.stderr
+
+
+def test_revoke_is_idempotent(api: Api) -> None:
+    """A retried revocation with the same Idempotency-Key returns the first answer."""
+    user, token = api.user()
+    key = {"Idempotency-Key": "revoke-1"}
+    first = api.post("/oauth/revoke", token, headers=key)
+    assert first.json()["data"] == {"revoked": 1}
+    other = api.token(user["username"])
+    retry = api.post("/oauth/revoke", other, headers=key)
+    assert retry.json()["data"] == {"revoked": 1}
+    assert api.get("/v1/users/self", other).status_code == 200  # the retry revoked nothing
