@@ -167,7 +167,8 @@ def main() -> None:
             progress(f"bare hello for {args.seconds:.0f}s")
             bare = run(HELLO, f"http://127.0.0.1:{hello_port}", args.seconds,
                        args.connections)
-        with process([twistd, "--pidfile", "", "-n", "shutterlog"], env,
+        with process([twistd, "--logger", "server.logs.observer", "--pidfile", "", "-n",
+                      "shutterlog"], env,
                      f"http://127.0.0.1:{api_port}/healthz"):
             for name, scenario in chosen.items():
                 progress(f"{name} for {args.seconds:.0f}s")
