@@ -44,6 +44,7 @@ bench: deps
 	$(BIN)/python -m scripts.bench.append
 	$(BIN)/python -m scripts.bench.pipeline
 	$(BIN)/python -m scripts.bench.geo
+	$(BIN)/python -m scripts.bench.api
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

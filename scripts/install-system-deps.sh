@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="postgresql postgresql-contrib postgresql-postgis redis-server gearman-job-server
-ffmpeg libpq-dev python3-dev python3-venv gcc"
+ffmpeg libpq-dev python3-dev python3-venv gcc wrk"
 
 missing=""
 for p in $PACKAGES; do

@@ -10,7 +10,14 @@ from __future__ import annotations
 import importlib
 
 #: Modules declaring event types (server/domain) and inline projections (server/store).
-MODULES: list[str] = []
+MODULES: list[str] = [
+    "server.domain.accounts",
+    "server.domain.graph",
+    "server.domain.oauth",
+    "server.store.accounts",
+    "server.store.graph",
+    "server.store.apps",
+]
 
 
 def load() -> None:

@@ -170,6 +170,36 @@ class ShareoutConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    max_body_bytes: int = _setting(
+        1_048_576, "largest request body the API reads; larger ones get 413 unread"
+    )
+    rate_per_token: int = _setting(
+        5000, "requests an access token may make per rate_window (token bucket capacity)"
+    )
+    rate_per_ip: int = _setting(
+        5000, "requests one client address may make per rate_window (token bucket capacity)"
+    )
+    rate_window: int = _setting(3600, "seconds in which a bucket refills completely")
+
+
+@dataclass(frozen=True)
+class OAuthConfig:
+    token_ttl: int = _setting(90 * 86400, "seconds an access token lives (0: until revoked)")
+    code_ttl: int = _setting(600, "seconds an authorization code may wait to be exchanged")
+    session_ttl: int = _setting(86400, "seconds a login on the authorize page lasts")
+
+
+@dataclass(frozen=True)
+class AccountsConfig:
+    argon2_time_cost: int = _setting(3, "argon2id passes over memory (RFC 9106 profile: 3)")
+    argon2_memory_kib: int = _setting(
+        65536, "argon2id memory in KiB per password hash (RFC 9106 profile: 64 MiB)"
+    )
+    argon2_parallelism: int = _setting(4, "argon2id lanes (RFC 9106 profile: 4)")
+
+
+@dataclass(frozen=True)
 class Config:
     var: Path = _setting(Path("var"), "state directory: database cluster, Redis data, logs, blobs")
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -185,6 +215,9 @@ class Config:
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     shareout: ShareoutConfig = field(default_factory=ShareoutConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    oauth: OAuthConfig = field(default_factory=OAuthConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
 
     @property
     def shard_map(self) -> ShardMap:
@@ -357,6 +390,9 @@ def _shard_count(v: int) -> None:
     "http.threads", "postgres.pool_size", "stack.databases", "outbound.timeout",
     "shareout.mastodon_max_characters", "shareout.media_poll_seconds", "workers.concurrency",
     "workers.batch_attempts", "workers.event_attempts", "workers.task_attempts", "geo.timeout_ms",
+    "api.max_body_bytes", "api.rate_per_token", "api.rate_per_ip", "api.rate_window",
+    "oauth.code_ttl", "oauth.session_ttl", "accounts.argon2_time_cost",
+    "accounts.argon2_parallelism",
 )
 def _positive(v: int) -> None:
     if v < 1:
@@ -374,6 +410,12 @@ def _positive_seconds(v: float) -> None:
 def _seconds(v: float) -> None:
     if not v >= 0:
         raise ValueError(f"must be a number of seconds (0 or more), got {v}")
+
+
+@_check("accounts.argon2_memory_kib")
+def _argon2_memory(v: int) -> None:
+    if v < 8:
+        raise ValueError(f"must be at least 8 (KiB), got {v}")
 
 
 @_check("log.format")
@@ -402,7 +444,7 @@ def _geo_backend(v: str) -> None:
         raise ValueError(f"must be 'postgis' or 'solr', got {v!r}")
 
 
-@_check("outbound.max_redirects", "geo.solr_commit_within_ms")
+@_check("outbound.max_redirects", "geo.solr_commit_within_ms", "oauth.token_ttl")
 def _not_negative(v: int) -> None:
     if v < 0:
         raise ValueError(f"must be 0 or more, got {v}")

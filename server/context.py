@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ParamSpec, TypeVar
 
 import redis
@@ -14,8 +15,12 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from server.config import Config
+from server.secretbox import SecretBox
 from server.shards import ShardRouter
+from server.store.apps import PURPOSE
 from server.store.events import PostgresEventStore
+from server.store.ratelimit import Limits, RateLimiter
+from server.store.tokens import Tokens
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,6 +45,23 @@ class ServiceContext:
             config.redis.url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
         )
         return cls(config, reactor, pool, router, PostgresEventStore(router), client)
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        """Access tokens, authorization codes and login sessions (Redis)."""
+        o = self.config.oauth
+        return Tokens(self.redis, o.token_ttl, o.code_ttl, o.session_ttl)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        """Token lookup and rate limiting in one Redis round trip."""
+        a = self.config.api
+        return RateLimiter(self.redis, Limits(a.rate_per_ip, a.rate_per_token, a.rate_window))
+
+    @cached_property
+    def box(self) -> SecretBox:
+        """Seals and opens app client secrets."""
+        return SecretBox(self.config.secrets.key, PURPOSE)
 
     def blocking(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> Deferred[R]:
         """Run ``fn`` in the threadpool; the Deferred fires with its result."""

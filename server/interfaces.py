@@ -76,6 +76,12 @@ class IEventStore(Interface):
     def append_many(requests: Sequence[AppendRequest]) -> list[AppendResult]:
         """Append several streams' events, one transaction per physical database."""
 
+    def replayed_txn(txn: Txn, shard: int, key: str) -> AppendResult | None:
+        """The result of the append that used idempotency ``key`` in ``shard``, or None."""
+
+    def stream_version_txn(txn: Txn, stream: str) -> int:
+        """The current version of ``stream`` (0 when it has no events), inside ``txn``."""
+
     def read_stream(shard: int, stream: str, after_version: int = 0) -> list[RecordedEvent]:
         """The events of ``stream`` with versions above ``after_version``, in order."""
 
@@ -97,6 +103,9 @@ class IEventStore(Interface):
 
     def get(event_id: int) -> RecordedEvent | None:
         """The event with this id (its shard is in the id), or None."""
+
+    def get_txn(txn: Txn, event_id: int) -> RecordedEvent | None:
+        """``get`` inside the caller's transaction on the event's database."""
 
     def head(shard: int) -> Position | None:
         """The position of the newest committed event of ``shard``, or None if it has none."""

@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
+from server import catalog
 from server.api.site import build_site
 from server.config import ConfigError, load
 from server.context import ServiceContext
@@ -55,6 +56,7 @@ def makeService(options: Options) -> MultiService:
         cfg = load(options["config"])
     except ConfigError as e:
         raise SystemExit(f"shutterlog: invalid configuration: {e}") from None
+    catalog.load()
     root = MultiService()
     pool = ThreadPool(minthreads=2, maxthreads=cfg.http.threads, name="shutterlog-blocking")
     ctx = ServiceContext.create(cfg, reactor, pool)

@@ -12,9 +12,12 @@ import contextlib
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +68,38 @@ def bench_stack(durable: bool = False, databases: int = 2) -> Iterator[BenchStac
     finally:
         stack.down()
         shutil.rmtree(var, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def process(argv: list[str], env: dict[str, str], ready_url: str,
+            timeout: float = 60) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process (output to a temporary log), once ``ready_url`` answers; stopped with
+    SIGTERM afterwards."""
+    log = tempfile.TemporaryFile()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SHUTTERLOG_")} | env
+    proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise SystemExit(f"{argv[0]} exited:\n{log.read().decode(errors='replace')}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{ready_url} did not answer in {timeout:.0f}s") from None
+                time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 def rate(count: int, seconds: float) -> float:

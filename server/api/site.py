@@ -3,9 +3,10 @@ request ids, access logs without secrets, and request metrics."""
 
 from __future__ import annotations
 
+import itertools
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.iweb import IRequest
 
-from server.api import health, metrics
+from server.api import health, metrics, oauth, openapi, relationships, users
 from server.api.envelope import APIError, render_error
 from server.context import ServiceContext
 from server.logs import redact_uri
@@ -35,24 +36,81 @@ LATENCY = Histogram(
 )
 
 #: Each feature module's ``routes(app, ctx)``; later features append theirs.
-ROUTE_MODULES: list[Callable[[Klein, ServiceContext], None]] = [health.routes, metrics.routes]
+ROUTE_MODULES: list[Callable[[Klein, ServiceContext], None]] = [
+    health.routes, metrics.routes, users.routes, relationships.routes, oauth.routes,
+    openapi.routes,
+]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: Request ids: a random per-process prefix and a counter (unique without a syscall each).
+_ID_PREFIX = secrets.token_hex(6) + "-"
+_ID_COUNTER = itertools.count(1)
+
+
+class _Discard:
+    """Where the body of a request over the size limit goes: nowhere."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
 
 
 class Request(server.Request):
-    """A request that knows its id and when it started."""
+    """A request that knows its id and when it started, and refuses a body over the site's
+    ``max_body`` with 413 without keeping any of it: a declared Content-Length over the
+    limit, or a chunked body that grows past it, is discarded as it arrives."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.started = time.perf_counter()
-        self.request_id = uuid.uuid4().hex
+        self.request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
+        self.too_large = False
+        self._received = 0
+
+    def _limit(self) -> int | None:
+        return getattr(getattr(self.channel, "site", None), "max_body", None)
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self._limit()
+        if limit is not None and length is not None and length > limit:
+            self.too_large = True
+            self.content = _Discard()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._received += len(data)
+        limit = self._limit()
+        content: Any = self.content
+        if not self.too_large and limit is not None and self._received > limit:
+            self.too_large = True
+            content.close()
+            self.content = content = _Discard()
+        content.write(data)
 
     def process(self) -> None:
         given = (self.getHeader(b"x-request-id") or b"").decode("ascii", "replace")
         if _REQUEST_ID.match(given):
             self.request_id = given
         self.setHeader(b"x-request-id", self.request_id.encode())
+        if self.too_large:
+            self.site = getattr(self.channel, "site", None)
+            error = APIError(413, "APIRequestTooLargeError",
+                             f"the request body is larger than {self._limit()} bytes")
+            self.write(render_error(self, error, self.request_id))
+            self.finish()
+            return
         super().process()
 
 
@@ -60,6 +118,7 @@ class Site(server.Site):
     """Counts and times every request; logs it with credentials masked."""
 
     requestFactory = Request
+    max_body: int | None = None  # bytes; larger request bodies get 413 unread
 
     def log(self, request: Any) -> None:
         duration = time.perf_counter() - getattr(request, "started", time.perf_counter())
@@ -116,6 +175,7 @@ def build_site(ctx: ServiceContext) -> Site:
     """The twisted.web site serving the app."""
     site = Site(build_app(ctx).resource())
     site.displayTracebacks = False
+    site.max_body = ctx.config.api.max_body_bytes
     return site
 
 

@@ -200,6 +200,21 @@ class PostgresEventStore:
             out.append(_recorded(row, shard, *given[(stream, version - before[stream])]))
         return out
 
+    def replayed_txn(self, txn: Txn, shard: int, key: str) -> AppendResult | None:
+        """The result of the append that used idempotency ``key`` in ``shard``, if any (for
+        handlers that must answer a retry before deciding again)."""
+        row = txn.fetchone(log_sql.FIND_KEYS, (shard, [key]))
+        if row is None:
+            return None
+        _key, stream, event_ids, version = row
+        return AppendResult(stream, shard, tuple(event_ids), version, True)
+
+    def stream_version_txn(self, txn: Txn, stream: str) -> int:
+        """The current version of ``stream`` (0: no events), to append with an expected
+        version after deciding on state read in the same transaction."""
+        row = txn.fetchone(log_sql.STREAM_VERSION, (stream,))
+        return int(row[0]) if row else 0
+
     # --- reading --------------------------------------------------------------------------
 
     def read_stream(self, shard: int, stream: str, after_version: int = 0) -> list[RecordedEvent]:
@@ -262,17 +277,22 @@ class PostgresEventStore:
         return Page(events, nxt, more, len(rows))
 
     def get(self, event_id: int) -> RecordedEvent | None:
+        shard = self._shard_or_none(event_id)
+        if shard is None:
+            return None
+        return self.router.database(shard).run_interaction("get_event", self.get_txn, event_id)
+
+    def get_txn(self, txn: Txn, event_id: int) -> RecordedEvent | None:
+        """``get`` inside the caller's transaction (on the event's database)."""
+        row = txn.fetchone(log_sql.SELECT_ALL + " WHERE id = %s", (event_id,))
+        return self._decode(row) if row else None
+
+    def _shard_or_none(self, event_id: int) -> int | None:
         try:
             shard = shard_of(event_id)
         except ValueError:
             return None
-        if shard >= self.router.count:
-            return None
-        row = self.router.database(shard).run_interaction(
-            "get_event",
-            lambda txn: txn.fetchone(log_sql.SELECT_ALL + " WHERE id = %s", (event_id,)),
-        )
-        return self._decode(row) if row else None
+        return shard if shard < self.router.count else None
 
     def head(self, shard: int) -> Position | None:
         row = self.router.database(shard).run_interaction(

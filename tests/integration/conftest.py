@@ -8,12 +8,14 @@ its own Gearman namespace, so tests never see each other's state.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -95,8 +97,9 @@ def _admin(stack: LocalStack) -> psycopg2.extensions.connection:
     return conn
 
 
-@pytest.fixture
-def env(stack: LocalStack) -> Iterator[Env]:
+@contextlib.contextmanager
+def fresh_env(stack: LocalStack) -> Iterator[Env]:
+    """Two fresh migrated databases, an empty Redis and a Gearman namespace of their own."""
     n = next(_counter)
     dbnames = [f"test{n}_0", f"test{n}_1"]
     admin = _admin(stack)
@@ -117,3 +120,37 @@ def env(stack: LocalStack) -> Iterator[Env]:
             for name in dbnames:
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def env(stack: LocalStack) -> Iterator[Env]:
+    with fresh_env(stack) as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def module_env(stack: LocalStack) -> Iterator[Env]:
+    """One world for a whole test module (a service started once); tests keep their data
+    apart by using names of their own."""
+    with fresh_env(stack) as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def service(request: pytest.FixtureRequest, module_env: Env) -> Iterator[Any]:
+    """The API service for a test module (settings: the module's ``SERVICE_ENV``)."""
+    from tests.integration.apiclient import start_service
+
+    svc = start_service(module_env, **getattr(request.module, "SERVICE_ENV", {}))
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture
+def api(module_env: Env, service: Any) -> Any:
+    """The test's view of its module's service (``tests.integration.apiclient.Api``)."""
+    from tests.integration.apiclient import Api
+
+    return Api(module_env, service)

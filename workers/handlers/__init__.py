@@ -8,7 +8,10 @@ from collections.abc import Sequence
 from server import catalog
 
 #: Modules declaring consumers with ``@consumer``.
-MODULES: list[str] = []
+MODULES: list[str] = [
+    "workers.handlers.followers",
+    "workers.handlers.blocks",
+]
 
 
 def load(extra: Sequence[str] = ()) -> None:

@@ -1,0 +1,227 @@
+"""Follows, requests, blocks and their lists over HTTP; the followers side through the
+``followers`` and ``blocks`` consumers, driven to the head of the log."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import random
+from typing import Any
+
+from server.db import Txn
+from server.domain.ids import shard_of
+from server.domain.shards import schema_name
+from tests.drive import Driver, drive
+from tests.integration.apiclient import Api
+from tests.integration.conftest import Env
+
+
+def counts(api: Api, token: str, user_id: str) -> dict[str, int]:
+    r = api.get(f"/v1/users/{user_id}", token)
+    assert r.status_code == 200, r.text
+    return dict(r.json()["data"]["counts"])
+
+
+def ids(api: Api, path: str, token: str) -> list[str]:
+    return [u["id"] for page in api.pages(path, token) for u in page]
+
+
+def settle(api: Api) -> None:
+    drive(api.env, "blocks", "followers")
+
+
+def test_follow_and_unfollow_a_public_account(api: Api) -> None:
+    """Follow: outgoing 'follows' at once and the follower's count; the followee's side after
+    the consumer; unfollow undoes both."""
+    a, ta = api.user()
+    b, tb = api.user()
+    assert api.relate(ta, b["id"], "follow") == {
+        "outgoing_status": "follows", "incoming_status": "none", "target_user_is_private": False}
+    assert counts(api, ta, a["id"])["follows"] == 1
+    assert ids(api, f"/v1/users/{a['id']}/follows", ta) == [b["id"]]
+    settle(api)
+    assert counts(api, tb, b["id"])["followed_by"] == 1
+    r = api.get(f"/v1/users/{b['id']}/followed-by", tb)
+    assert [u["id"] for u in r.json()["data"]] == [a["id"]]
+    assert r.headers["x-consistency"] == "eventual"
+    assert api.get(f"/v1/users/{a['id']}/relationship", tb).json()["data"][
+        "incoming_status"] == "followed_by"
+    assert api.relate(ta, b["id"], "follow")["outgoing_status"] == "follows"  # no-op
+    assert api.relate(ta, b["id"], "unfollow")["outgoing_status"] == "none"
+    settle(api)
+    assert counts(api, ta, a["id"])["follows"] == 0
+    assert counts(api, tb, b["id"])["followed_by"] == 0
+    assert ids(api, f"/v1/users/{b['id']}/followed-by", tb) == []
+
+
+def test_private_account_requests_approve_and_ignore(api: Api) -> None:
+    """A follow of a private account is a request until approved; ignore drops it; the
+    private account's lists are closed to non-followers."""
+    p, tp = api.user(is_private="true")
+    a, ta = api.user()
+    c, tc = api.user()
+    assert api.relate(ta, p["id"], "follow")["outgoing_status"] == "requested"
+    assert api.relate(tc, p["id"], "follow")["outgoing_status"] == "requested"
+    r = api.get(f"/v1/users/{p['id']}/follows", ta)
+    assert r.status_code == 400 and r.json()["meta"]["error_type"] == "APINotAllowedError"
+    settle(api)
+    assert sorted(ids(api, "/v1/users/self/requested-by", tp)) == sorted([a["id"], c["id"]])
+    rel = api.relate(tp, a["id"], "approve")
+    assert rel["incoming_status"] == "followed_by"
+    assert api.relate(tp, c["id"], "ignore")["incoming_status"] == "none"
+    r = api.post(f"/v1/users/{c['id']}/relationship", tp, action="approve")
+    assert r.status_code == 400 and "not requested" in r.json()["meta"]["error_message"]
+    settle(api)
+    assert ids(api, "/v1/users/self/requested-by", tp) == []
+    assert ids(api, f"/v1/users/{p['id']}/followed-by", ta) == [a["id"]]
+    assert counts(api, tp, p["id"])["followed_by"] == 1
+    assert counts(api, ta, a["id"])["follows"] == 1
+    assert api.get(f"/v1/users/{p['id']}/relationship", tc).json()["data"] == {
+        "outgoing_status": "none", "incoming_status": "none", "target_user_is_private": True}
+
+
+def test_block_removes_edges_both_ways_and_hides_the_blocker(api: Api) -> None:
+    """A blocks B: A's edge goes at once, B's through the blocks consumer; B cannot see or
+    follow A, A cannot follow B until unblocking; counts end at zero."""
+    a, ta = api.user()
+    b, tb = api.user()
+    api.relate(ta, b["id"], "follow")
+    api.relate(tb, a["id"], "follow")
+    settle(api)
+    rel = api.relate(ta, b["id"], "block")
+    assert rel == {"outgoing_status": "none", "incoming_status": "blocked_by_you",
+                   "target_user_is_private": False}
+    assert api.get(f"/v1/users/{a['id']}", tb).status_code == 404
+    r = api.post(f"/v1/users/{a['id']}/relationship", tb, action="follow")
+    assert r.status_code == 404
+    r = api.post(f"/v1/users/{b['id']}/relationship", ta, action="follow")
+    assert r.status_code == 400 and r.json()["meta"]["error_type"] == "APINotAllowedError"
+    settle(api)
+    for user, token in ((a, ta), (b, tb)):
+        assert counts(api, token, user["id"]) == {"media": 0, "follows": 0, "followed_by": 0}
+    assert ids(api, f"/v1/users/{b['id']}/follows", tb) == []
+    assert api.relate(ta, b["id"], "unblock")["incoming_status"] == "none"
+    assert api.get(f"/v1/users/{a['id']}", tb).status_code == 200
+    assert api.relate(tb, a["id"], "follow")["outgoing_status"] == "follows"
+
+
+def test_follow_racing_a_block_is_removed(api: Api, module_env: Env) -> None:
+    """A follow appended after a block it did not see (written straight to the log, as a
+    follow decided before the block committed would be) is removed by the consumer."""
+    from server.domain.graph import UserFollowed, follow_stream
+    from server.domain.log import NewEvent
+
+    a, ta = api.user()
+    b, tb = api.user()
+    api.relate(ta, b["id"], "block")
+    follower, followee = int(b["id"]), int(a["id"])
+    module_env.store.append(shard_of(follower), follow_stream(follower, followee),
+                            [NewEvent(UserFollowed(follower=follower, followee=followee))])
+    assert api.get(f"/v1/users/{b['id']}", tb).json()["data"]["counts"]["follows"] == 1
+    settle(api)
+    assert counts(api, tb, b["id"])["follows"] == 0
+    assert counts(api, ta, a["id"])["followed_by"] == 0
+
+
+def test_counts_stay_exact_under_a_follow_storm(api: Api, module_env: Env) -> None:
+    """Many concurrent follows and unfollows between the same pairs: afterwards every count
+    equals its edges on both sides, and re-applying the whole log changes nothing."""
+    users = [api.user() for _ in range(4)]
+    pairs = [(i, j) for i in range(4) for j in range(4) if i != j]
+    rng = random.Random(7)
+    jobs = [(rng.choice(pairs), rng.choice(["follow", "unfollow"])) for _ in range(240)]
+
+    def act(job: tuple[tuple[int, int], str]) -> int:
+        (i, j), action = job
+        r = api.post(f"/v1/users/{users[j][0]['id']}/relationship", users[i][1], action=action)
+        return r.status_code
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(act, jobs)) == {200}
+    settle(api)
+    truth = edges(module_env, [int(u["id"]) for u, _ in users])
+    for k, (user, token) in enumerate(users):
+        uid = int(user["id"])
+        expected = {"follows": sum(1 for f, _ in truth if f == uid),
+                    "followed_by": sum(1 for _, t in truth if t == uid), "media": 0}
+        assert counts(api, token, user["id"]) == expected, k
+        assert {int(x) for x in ids(api, f"/v1/users/{uid}/followed-by", token)} == {
+            f for f, t in truth if t == uid}
+    Driver(module_env).drive("followers", "blocks")  # a crash replay from the origin
+    for user, token in users:
+        assert counts(api, token, user["id"])["followed_by"] == sum(
+            1 for _, t in truth if t == int(user["id"]))
+
+
+def edges(env: Env, user_ids: list[int]) -> set[tuple[int, int]]:
+    """The follower-side active edges among ``user_ids`` (the source of truth)."""
+    out: set[tuple[int, int]] = set()
+    for uid in user_ids:
+        sql = (f"SELECT follower, followee FROM {schema_name(shard_of(uid))}.follows "
+               "WHERE follower = %s AND state = 'active'")
+        rows = env.router.database(shard_of(uid)).run_interaction(
+            "edges", Txn.fetchall, sql, (uid,))
+        out |= {(int(f), int(t)) for f, t in rows if int(t) in user_ids}
+    return out
+
+
+def test_pagination_is_stable_under_concurrent_writes(api: Api) -> None:
+    """Paging through follows while new follows arrive and unseen ones go: no duplicates, and
+    every edge that stayed is seen."""
+    a, ta = api.user()
+    others = [api.user() for _ in range(7)]
+    for u, _ in others:
+        api.relate(ta, u["id"], "follow")
+    pages = api.pages(f"/v1/users/{a['id']}/follows", ta, count=3)
+    seen: list[str] = [u["id"] for u in next(pages)]
+    late = api.user()
+    api.relate(ta, late[0]["id"], "follow")  # newest: lands before the cursor, not after it
+    gone = others[0][0]["id"]  # the oldest, not yet seen
+    api.relate(ta, gone, "unfollow")
+    for page in pages:
+        seen += [u["id"] for u in page]
+    assert len(seen) == len(set(seen))
+    stayed = {u["id"] for u, _ in others} - {gone}
+    assert stayed <= set(seen) and gone not in seen
+
+
+def test_relationship_errors(api: Api) -> None:
+    """Unknown user, malformed id, self, bad action, wrong scope: precise 4xx."""
+    a, ta = api.user()
+    b, _ = api.user()
+    _, basic = api.user(scope="basic")
+    cases: list[tuple[Any, int, str]] = [
+        (api.post("/v1/users/123456789/relationship", ta, action="follow"), 404,
+         "APINotFoundError"),
+        (api.post("/v1/users/abc/relationship", ta, action="follow"), 400,
+         "APIInvalidParametersError"),
+        (api.post(f"/v1/users/{a['id']}/relationship", ta, action="follow"), 400,
+         "APIInvalidParametersError"),
+        (api.post(f"/v1/users/{b['id']}/relationship", ta, action="poke"), 400,
+         "APIInvalidParametersError"),
+        (api.post(f"/v1/users/{b['id']}/relationship", ta), 400, "APIInvalidParametersError"),
+        (api.post(f"/v1/users/{b['id']}/relationship", basic, action="follow"), 400,
+         "OAuthPermissionsException"),
+        (api.get(f"/v1/users/{b['id']}/follows", basic), 400, "OAuthPermissionsException"),
+    ]
+    for r, code, error_type in cases:
+        assert (r.status_code, r.json()["meta"]["error_type"]) == (code, error_type), r.text
+
+
+def test_relationship_post_is_idempotent(api: Api, module_env: Env) -> None:
+    """A retry with the same Idempotency-Key returns the first answer and appends nothing,
+    even after the state moved on."""
+    a, ta = api.user()
+    b, _ = api.user()
+    path = f"/v1/users/{b['id']}/relationship"
+    key = {"Idempotency-Key": "follow-once-1"}
+    first = api.post(path, ta, headers=key, action="follow")
+    stream = f"follow:{a['id']}:{b['id']}"
+    shard = shard_of(int(a["id"]))
+    assert len(module_env.store.read_stream(shard, stream)) == 1
+    api.relate(ta, b["id"], "unfollow")
+    retry = api.post(path, ta, headers=key, action="follow")
+    assert retry.status_code == 200 and retry.json()["data"] == first.json()["data"]
+    assert retry.json()["data"]["outgoing_status"] == "follows"
+    assert len(module_env.store.read_stream(shard, stream)) == 2  # follow, unfollow
+    bad = api.post(path, ta, headers={"Idempotency-Key": "has space"}, action="follow")
+    assert bad.status_code == 400
