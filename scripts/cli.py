@@ -13,8 +13,8 @@ import sys
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = [
-    "run", "stack", "config", "migrate", "relay", "workers", "status", "deadletters", "apps",
-    "secrets",
+    "run", "stack", "config", "migrate", "relay", "workers", "status", "deadletters", "events",
+    "apps", "secrets",
 ]
 
 #: Subcommands that run under gevent: patched before any other import.

@@ -39,7 +39,7 @@ class UsernameTaken(AccountError):
         super().__init__("username", f"the username {username!r} is taken")
 
 
-@EVENTS.event("UserRegistered", version=1)
+@EVENTS.event("UserRegistered", version=1, secret=("password_hash",))
 class UserRegistered(Event):
     """A new account. ``password_hash`` is an argon2id hash (never the password): the log is
     as protected as the users table, and replay needs it to rebuild that table."""

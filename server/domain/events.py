@@ -57,6 +57,7 @@ class EventType:
     fields: tuple[tuple[str, Checker, bool], ...]  # (name, checker, required)
     names: frozenset[str] = frozenset()  # every field's name: a payload holding exactly these
     # takes the fast path of ``decode``
+    secret: frozenset[str] = frozenset()  # fields never shown by tools that print events
 
 
 class EventRegistry:
@@ -67,8 +68,14 @@ class EventRegistry:
         self._by_class: dict[type[Event], EventType] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
 
-    def event(self, name: str, version: int = 1) -> Callable[[E], E]:
-        """Class decorator: make ``cls`` a frozen, slotted dataclass and register it as ``name``."""
+    def event(
+        self, name: str, version: int = 1, *, secret: tuple[str, ...] = ()
+    ) -> Callable[[E], E]:
+        """Class decorator: make ``cls`` a frozen, slotted dataclass and register it as ``name``.
+
+        ``secret`` names fields that tools printing events (``shutterlog events``) mask, such
+        as password hashes and sealed secrets.
+        """
 
         def register(cls: E) -> E:
             if name in self._types:
@@ -89,12 +96,31 @@ class EventRegistry:
                 )
                 for f in dataclasses.fields(dc)
             )
-            entry = EventType(name, version, dc, fields, frozenset(f[0] for f in fields))
+            names = frozenset(f[0] for f in fields)
+            if not set(secret) <= names:
+                raise ValueError(f"event type {name!r}: no fields {sorted(set(secret) - names)}")
+            entry = EventType(name, version, dc, fields, names, frozenset(secret))
             self._types[name] = entry
             self._by_class[dc] = entry
             return dc
 
         return register
+
+    def redacted(self, event: Event) -> dict[str, Any]:
+        """The event's fields as a dict for display, secret fields replaced by ``"***"`` and
+        bytes by a length note."""
+        entry = self._by_class.get(type(event))
+        if entry is None:
+            raise UnknownEventType(f"{type(event).__name__} is not a registered event type")
+        out: dict[str, Any] = {}
+        for field, _check, _required in entry.fields:
+            value = getattr(event, field)
+            if field in entry.secret:
+                value = "***"
+            elif isinstance(value, bytes):
+                value = f"<{len(value)} bytes>"
+            out[field] = value
+        return out
 
     def upcaster(self, name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Decorator: register ``fn(payload) -> payload`` lifting ``name`` from a version by one."""

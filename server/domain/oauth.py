@@ -26,7 +26,7 @@ class OAuthError(ValueError):
         self.error = error
 
 
-@EVENTS.event("AppCreated", version=1)
+@EVENTS.event("AppCreated", version=1, secret=("secret_box",))
 class AppCreated(Event):
     """An OAuth client. ``secret_box`` is the client secret sealed with a key derived from
     the master secret (HMAC of signed requests needs the secret itself, so it cannot be a

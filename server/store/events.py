@@ -287,6 +287,26 @@ class PostgresEventStore:
         row = txn.fetchone(log_sql.SELECT_ALL + " WHERE id = %s", (event_id,))
         return self._decode(row) if row else None
 
+    def latest(
+        self, limit: int, types: Collection[str] | None = None, actor: int | None = None
+    ) -> list[RecordedEvent]:
+        """The newest ``limit`` events over every database (ids are time-sortable), oldest
+        first; optionally only of ``types`` and by ``actor``."""
+        rows: list[tuple[Any, ...]] = []
+        if limit <= 0:
+            return []
+        for db in self.router.databases():
+            rows += db.run_interaction(
+                "latest_events",
+                lambda txn: txn.fetchall(
+                    log_sql.SELECT_ALL + " WHERE (%s OR type = ANY(%s))"
+                    " AND (%s::bigint IS NULL OR actor = %s) ORDER BY id DESC LIMIT %s",
+                    (types is None, list(types or ()), actor, actor, limit),
+                ),
+            )
+        rows.sort(key=lambda row: row[0])
+        return [self._decode(row) for row in rows[-limit:]]
+
     def _shard_or_none(self, event_id: int) -> int | None:
         try:
             shard = shard_of(event_id)

@@ -104,3 +104,22 @@ def test_declarations_are_checked() -> None:
         @reg.event("Odd")
         class Odd(Event):
             n: set[int]
+
+
+def test_secret_fields_are_masked_for_display() -> None:
+    """redacted() hides declared secret fields and summarizes bytes; undeclared names fail."""
+    reg = EventRegistry()
+
+    @reg.event("Signed", secret=("token",))
+    class Signed(Event):
+        user_id: int
+        token: str
+        blob: bytes
+
+    shown = reg.redacted(Signed(user_id=1, token="hunter2", blob=b"abc"))
+    assert shown == {"user_id": 1, "token": "***", "blob": "<3 bytes>"}
+    with pytest.raises(ValueError, match="no fields"):
+
+        @reg.event("Bad", secret=("nope",))
+        class Bad(Event):
+            n: int
