@@ -1,4 +1,4 @@
-"""The I/O seams of the core: shard routing and the event store.
+"""The I/O seams of the core: shard routing, the event store, push providers.
 
 Each is a ``zope.interface`` interface; implementations declare it with ``@implementer`` and a
 test checks them with ``verifyObject``. Methods are synchronous: the service calls them from
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         Position,
         RecordedEvent,
     )
+    from server.domain.push import Notification, PushResult
 
 
 class IShardRouter(Interface):
@@ -96,3 +97,30 @@ class IEventStore(Interface):
 
     def head(shard: int) -> Position | None:
         """The position of the newest committed event of ``shard``, or None if it has none."""
+
+
+class IPushProvider(Interface):
+    """Delivers notifications through one push service (APNs, FCM), or only logs them.
+
+    ``plugins.push.push_providers(config)`` builds one per platform. Safe to call from many
+    greenlets (or threads) at once: the HTTP/2 providers multiplex concurrent sends as
+    streams of one connection, so a worker sends a batch by calling ``send`` from a pool.
+    Imports no event loop: the worker pool drives it under gevent.
+    """
+
+    name = Attribute("Short name for logs and metrics: 'apns', 'fcm' or 'log'.")
+
+    def send(notification: Notification, attempt: int = 0) -> PushResult:
+        """Send ``notification``; ``attempt`` is how many times it was tried before (0 the
+        first time) and scales the backoff of a retry.
+
+        Returns ``Delivered(provider_id)``, ``Unregistered(reason, at_ms)`` (the token is dead;
+        ``at_ms``: when the service says it died), ``RetryLater(reason, delay)`` (429, 5xx,
+        timeouts, lost connections: try again after ``delay`` seconds) or ``Failed(reason)``
+        (do not retry: payload too large, credentials refused, a message the service
+        rejects). The service's answers and network failures are results, never exceptions.
+        Raises ``ValueError`` for a notification of a platform this provider does not serve.
+        """
+
+    def close() -> None:
+        """Close the provider's connections; ``send`` must not be called afterwards."""
