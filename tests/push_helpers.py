@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -16,6 +17,7 @@ from scripts.fakes.apns import FakeApns
 from scripts.fakes.fcm import FakeFcm
 from scripts.fakes.tls import TlsFiles, make_tls
 from server.config import Config, load
+from server.domain.push import Notification, Platform, notification_id
 
 TEAM_ID = "TEAM123456"
 KEY_ID = "KEY1234567"
@@ -23,6 +25,13 @@ TOPIC = "com.example.shutterlog"
 PROJECT = "shutterlog-test"
 CLIENT_EMAIL = "push@shutterlog-test.iam.gserviceaccount.com"
 SA_KEY_ID = "0123456789abcdef0123456789abcdef01234567"
+
+
+def notification(token: str, platform: Platform, source: object = 1,
+                 **fields: Any) -> Notification:
+    """A notification about ``source`` to ``token`` with a default title and body."""
+    return Notification(token, platform, notification_id(str(source), token),
+                        **({"title": "shutterlog", "body": "alice liked your photo"} | fields))
 
 
 class FakeClock:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -20,18 +21,23 @@ from server.domain.push import (
     Notification,
     RetryLater,
     Unregistered,
-    notification_id,
 )
 from tests.helpers import REPO, scrubbed_env
-from tests.push_helpers import KEY_ID, TEAM_ID, TOPIC, PushWorld, apns_key, push_world
+from tests.push_helpers import (
+    KEY_ID,
+    TEAM_ID,
+    TOPIC,
+    PushWorld,
+    apns_key,
+    notification,
+    push_world,
+)
 
 TOKEN = "a1" * 32
 
 
-def note(token: str = TOKEN, source: object = 1, **kw: object) -> Notification:
-    fields: dict[str, object] = {"title": "shutterlog", "body": "alice liked your photo"}
-    return Notification(token, "ios", notification_id(str(source), token),  # type: ignore[arg-type]
-                        **(fields | kw))
+def note(token: str = TOKEN, source: object = 1, **fields: Any) -> Notification:
+    return notification(token, "ios", source, **fields)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,17 +15,14 @@ from server.domain.push import (
     Notification,
     RetryLater,
     Unregistered,
-    notification_id,
 )
-from tests.push_helpers import PROJECT, PushWorld, push_world, service_account
+from tests.push_helpers import PROJECT, PushWorld, notification, push_world, service_account
 
 TOKEN = "fcm-registration-token-" + "x" * 40
 
 
-def note(token: str = TOKEN, **kw: object) -> Notification:
-    fields: dict[str, object] = {"title": "shutterlog", "body": "bob commented: nice"}
-    return Notification(token, "android", notification_id(1, token),  # type: ignore[arg-type]
-                        **(fields | kw))
+def note(token: str = TOKEN, **fields: Any) -> Notification:
+    return notification(token, "android", body="bob commented: nice", **fields)
 
 
 @pytest.fixture
@@ -50,7 +48,8 @@ def test_delivers_a_message_with_a_granted_access_token(world: PushWorld,
     [sent] = world.fcm.sent
     assert sent.bearer == world.fcm.grants[0] and sent.status == 200
     assert sent.message["token"] == TOKEN
-    assert sent.message["notification"] == {"title": "shutterlog", "body": "bob commented: nice"}
+    assert sent.message["notification"] == {"title": "shutterlog",
+                                            "body": "bob commented: nice"}
     assert sent.message["android"]["collapse_key"] == "comment:5"
     assert sent.message["apns"]["headers"]["apns-collapse-id"] == "comment:5"
 
