@@ -42,6 +42,7 @@ $(STAMP): setup.cfg pyproject.toml $(SYSDEPS)
 
 bench: deps
 	$(BIN)/python -m scripts.bench.append
+	$(BIN)/python -m scripts.bench.push
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

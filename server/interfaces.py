@@ -102,10 +102,11 @@ class IEventStore(Interface):
 class IPushProvider(Interface):
     """Delivers notifications through one push service (APNs, FCM), or only logs them.
 
-    ``plugins.push.push_providers(config)`` builds one per platform. Safe to call from many
-    greenlets (or threads) at once: the HTTP/2 providers multiplex concurrent sends as
-    streams of one connection, so a worker sends a batch by calling ``send`` from a pool.
-    Imports no event loop: the worker pool drives it under gevent.
+    ``plugins.push.push_providers(config)`` builds one per platform. Call ``send`` from many
+    greenlets at once (a gevent pool): the HTTP/2 providers multiplex concurrent sends as
+    streams of one connection. Not from several OS threads at once: httpx's HTTP/2 client
+    is not thread-safe (its HPACK encoder state gets corrupted; greenlets cannot be
+    preempted inside it). Imports no event loop: the worker pool drives it under gevent.
     """
 
     name = Attribute("Short name for logs and metrics: 'apns', 'fcm' or 'log'.")

@@ -4,9 +4,13 @@ Providers send through an ``httpx.HTTPTransport`` directly rather than an ``http
 they need no redirects, cookies or auth flows, and skipping those layers is a third of the
 client's cost per notification (measured by ``scripts/bench/push.py``). The transport's
 pool is limited to one connection, on which httpcore opens one HTTP/2 stream per request up
-to the server's ``SETTINGS_MAX_CONCURRENT_STREAMS``; under gevent's monkey-patching its
-locks are cooperative, so concurrent greenlets multiplex on it. A lost connection is opened
-again by the next request.
+to the server's ``SETTINGS_MAX_CONCURRENT_STREAMS`` (and at most 100); under gevent's
+monkey-patching its locks are cooperative, so concurrent greenlets multiplex on it. OS
+threads must not share a channel: httpcore encodes a request's headers (HPACK, whose table
+is connection state) outside its write lock, so a thread preempted between encoding and
+queueing sends header blocks out of order and the server drops the connection (seen
+against the local APNs as "Invalid table index"); a greenlet is never preempted there. A
+lost connection is opened again by the next request.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class Channel:
                  http1: bool = True, http2: bool = True) -> None:
         quiet_http_logs()
         self.base = httpx.URL(base_url)
+        self._origin = str(self.base.copy_with(path="")).rstrip("/")
         self._timeout = httpx.Timeout(timeout).as_dict()
         self._transport = httpx.HTTPTransport(
             verify=ssl_context(ca_file), http1=http1, http2=http2, retries=0,
@@ -71,7 +76,7 @@ class Channel:
 
     def post(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
         """POST ``body`` to ``path`` under the base URL."""
-        return self.request("POST", self.base.copy_with(path=path), headers, body)
+        return self.request("POST", httpx.URL(self._origin + path), headers, body)
 
     def close(self) -> None:
         self._transport.close()

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -219,18 +218,6 @@ def test_unreachable_or_untrusted_servers_retry_later(world: PushWorld) -> None:
         finally:
             provider.close()
     assert world.apns.received == []
-
-
-def test_threads_share_one_connection_with_many_streams(world: PushWorld,
-                                                        apns: ApnsProvider) -> None:
-    """50 sends from 50 threads travel as 50 concurrent streams of a single connection (the
-    server holds every answer until all 50 are open at once)."""
-    world.apns.hold_until(50)
-    notes = [note(token=f"{i:064x}") for i in range(50)]
-    with ThreadPoolExecutor(50) as pool:
-        results = list(pool.map(apns.send, notes))
-    assert all(isinstance(r, Delivered) for r in results), results
-    assert world.apns.connections == 1 and world.apns.max_open_streams == 50
 
 
 def test_greenlets_share_one_connection_with_many_streams(world: PushWorld) -> None:
