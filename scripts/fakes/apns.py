@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ import h2.events
 import h2.settings
 import jwt
 
+from scripts.fakes.script import Script
 from scripts.fakes.tls import TlsFiles, make_tls
 
 PUSH_TYPES = {"alert", "background", "location", "voip", "complication", "fileprovider", "mdm",
@@ -58,13 +58,6 @@ class Received:
     connection: int
     status: int
     reason: str | None
-
-
-@dataclass
-class _Scripted:
-    status: int
-    reason: str
-    times: int | None  # None: every time
 
 
 @dataclass
@@ -92,9 +85,8 @@ class FakeApns:
     connections: int = 0
     max_open_streams: int = 0
     requests: int = 0
-    _script: dict[str, deque[_Scripted]] = field(default_factory=dict)
+    _script: Script[tuple[int, str]] = field(default_factory=Script)
     _verified: dict[str, tuple[dict[str, Any] | None, str | None]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
     _hold: int = 0
     _held: list[Callable[[], None]] = field(default_factory=list)
     _open: int = 0
@@ -104,9 +96,7 @@ class FakeApns:
     def respond(self, device_token: str, status: int, reason: str, times: int | None = 1) -> None:
         """Answer requests for ``device_token`` with ``status``/``reason`` (``times`` times,
         None: always) instead of checking them; 410 answers carry a timestamp."""
-        with self._lock:
-            self._script.setdefault(device_token, deque()).append(
-                _Scripted(status, reason, times))
+        self._script.add(device_token, (status, reason), times)
 
     def hold_until(self, open_streams: int) -> None:
         """Hold every answer until ``open_streams`` requests wait at once (then answer all):
@@ -199,19 +189,14 @@ class FakeApns:
         return self._check_request(h, body)
 
     def _scripted(self, device_token: str) -> tuple[int, dict[str, Any]] | None:
-        with self._lock:
-            queue = self._script.get(device_token)
-            if not queue:
-                return None
-            item = queue[0]
-            if item.times is not None:
-                item.times -= 1
-                if item.times <= 0:
-                    queue.popleft()
-        error: dict[str, Any] = {"reason": item.reason}
-        if item.status == 410:
+        scripted = self._script.take(device_token)
+        if scripted is None:
+            return None
+        status, reason = scripted
+        error: dict[str, Any] = {"reason": reason}
+        if status == 410:
             error["timestamp"] = int(self.clock() * 1000)
-        return item.status, error
+        return status, error
 
     def _check_auth(self, conn: _ConnAuth, authorization: str) -> tuple[int, dict[str, Any]] | None:
         if not authorization.startswith("bearer "):

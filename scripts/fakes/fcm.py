@@ -25,13 +25,13 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 
+from scripts.fakes.script import Script
 from scripts.fakes.tls import TlsFiles
 from server.domain.fcm import BAD_REQUEST_TYPE, FCM_ERROR_TYPE, SCOPE
 
@@ -53,11 +53,10 @@ MESSAGE_FIELDS = {"name", "data", "notification", "android", "webpush", "apns", 
 _TTL = re.compile(r"^\d+(\.\d{1,9})?s$")
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Scripted:
     code: str
     retry_after: str | None
-    times: int | None
     fields: tuple[str, ...]
 
 
@@ -102,7 +101,7 @@ class FakeFcm:
     grants: list[str] = field(default_factory=list)  #: access tokens issued, in order
     assertions: list[str] = field(default_factory=list)  #: JWT assertions received
     _tokens: dict[str, float] = field(default_factory=dict)  # access token -> expiry
-    _script: dict[str, deque[_Scripted]] = field(default_factory=dict)
+    _script: Script[_Scripted] = field(default_factory=Script)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -118,9 +117,7 @@ class FakeFcm:
         """Answer sends to registration ``token`` with FCM error ``code`` (``times`` times,
         None: always), with a ``Retry-After`` header when given; ``fields`` adds a
         BadRequest detail naming them (an invalid argument about the message)."""
-        with self._lock:
-            self._script.setdefault(token, deque()).append(
-                _Scripted(code, retry_after, times, fields))
+        self._script.add(token, _Scripted(code, retry_after, fields), times)
 
     def revoke_tokens(self) -> None:
         """Forget every access token issued so far (their next use is answered 401)."""
@@ -195,7 +192,7 @@ class FakeFcm:
         if not isinstance(token, str) or len(token) < 20 or not token.isprintable():
             return 400, error_body(400, "INVALID_ARGUMENT", "The registration token is not a "
                                    "valid FCM registration token", "INVALID_ARGUMENT"), {}
-        scripted = self._scripted(token)
+        scripted = self._script.take(token)
         if scripted:
             status, rpc = CODES[scripted.code]
             headers = {"Retry-After": scripted.retry_after} if scripted.retry_after else {}
@@ -204,18 +201,6 @@ class FakeFcm:
                                       scripted.fields), headers
         name = f"projects/{self.project}/messages/0:{secrets.token_hex(8)}"
         return 200, {"name": name}, {}
-
-    def _scripted(self, token: str) -> _Scripted | None:
-        with self._lock:
-            queue = self._script.get(token)
-            if not queue:
-                return None
-            item = queue[0]
-            if item.times is not None:
-                item.times -= 1
-                if item.times <= 0:
-                    queue.popleft()
-            return item
 
     # --- running ----------------------------------------------------------------------------
 

@@ -83,23 +83,22 @@ def apns_body(n: Notification, limit: int = MAX_PAYLOAD) -> bytes:
     return body
 
 
-def apns_headers(n: Notification, default_topic: str) -> dict[str, str]:
-    """The ``apns-*`` headers for ``n`` (authorization is the provider's business).
-
-    Background notifications always go at priority 5, as Apple requires.
-    """
+def delivery_headers(n: Notification) -> dict[str, str]:
+    """The ``apns-*`` headers about delivery: push type, priority, collapse id, expiration
+    (also what FCM's apns section carries). Background notifications always go at priority
+    5, as Apple requires."""
     high = n.priority == "high" and n.push_type == "alert"
-    headers = {
-        "apns-topic": n.topic or default_topic,
-        "apns-push-type": n.push_type,
-        "apns-priority": "10" if high else "5",
-        "apns-id": n.id,
-    }
+    headers = {"apns-push-type": n.push_type, "apns-priority": "10" if high else "5"}
     if n.collapse_key:
         headers["apns-collapse-id"] = n.collapse_key
     if n.expiration is not None:
         headers["apns-expiration"] = str(n.expiration)
     return headers
+
+
+def apns_headers(n: Notification, default_topic: str) -> dict[str, str]:
+    """Every ``apns-*`` header for ``n`` (authorization is the provider's business)."""
+    return {"apns-topic": n.topic or default_topic, "apns-id": n.id} | delivery_headers(n)
 
 
 def error_of(body: bytes) -> tuple[str, int | None]:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from server.domain.apns import aps_dictionary
+from server.domain.apns import aps_dictionary, delivery_headers
 from server.domain.push import (
     Delivered,
     Failed,
@@ -87,13 +87,8 @@ def _android(n: Notification, now: float) -> dict[str, Any]:
 
 
 def _apns(n: Notification) -> dict[str, Any]:
-    high = n.priority == "high" and n.push_type == "alert"
-    headers = {"apns-priority": "10" if high else "5", "apns-push-type": n.push_type}
-    if n.collapse_key:
-        headers["apns-collapse-id"] = n.collapse_key
-    if n.expiration is not None:
-        headers["apns-expiration"] = str(n.expiration)
-    return {"headers": headers, "payload": {"aps": aps_dictionary(n, with_text=False)}}
+    return {"headers": delivery_headers(n),
+            "payload": {"aps": aps_dictionary(n, with_text=False)}}
 
 
 @dataclass(frozen=True)

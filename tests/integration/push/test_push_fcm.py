@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +15,13 @@ from server.domain.push import (
     RetryLater,
     Unregistered,
 )
-from tests.push_helpers import PROJECT, PushWorld, notification, push_world, service_account
+from tests.push_helpers import PROJECT, PushWorld, notification, service_account
 
 TOKEN = "fcm-registration-token-" + "x" * 40
 
 
 def note(token: str = TOKEN, **fields: Any) -> Notification:
     return notification(token, "android", body="bob commented: nice", **fields)
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[PushWorld]:
-    with push_world(tmp_path) as w:
-        yield w
-
-
-@pytest.fixture
-def fcm(world: PushWorld) -> Iterator[FcmProvider]:
-    provider = FcmProvider.from_config(world.config().push, clock=world.clock)
-    yield provider
-    provider.close()
 
 
 def test_delivers_a_message_with_a_granted_access_token(world: PushWorld,

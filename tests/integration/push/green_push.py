@@ -1,6 +1,6 @@
 """Send notifications concurrently from greenlets, as the worker pool will (run as a process).
 
-``python -m tests.integration.green_push PLATFORM COUNT`` builds the providers from the
+``python -m tests.integration.push.green_push PLATFORM COUNT`` builds the providers from the
 SHUTTERLOG_* environment, sends COUNT notifications to distinct devices at once from a gevent
 pool of ``push.concurrency`` greenlets, and prints one JSON line: the result kinds counted.
 """

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from tests.push_helpers import (
     PushWorld,
     apns_key,
     notification,
-    push_world,
 )
 
 TOKEN = "a1" * 32
@@ -37,19 +35,6 @@ TOKEN = "a1" * 32
 
 def note(token: str = TOKEN, source: object = 1, **fields: Any) -> Notification:
     return notification(token, "ios", source, **fields)
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[PushWorld]:
-    with push_world(tmp_path) as w:
-        yield w
-
-
-@pytest.fixture
-def apns(world: PushWorld) -> Iterator[ApnsProvider]:
-    provider = ApnsProvider.from_config(world.config().push, clock=world.clock)
-    yield provider
-    provider.close()
 
 
 def test_delivers_with_apples_headers_and_a_valid_provider_token(
@@ -226,7 +211,7 @@ def test_greenlets_share_one_connection_with_many_streams(world: PushWorld) -> N
     world.apns.hold_until(80)
     env = {k: v for k, v in world.env(concurrency="80").items()}
     out = subprocess.run(
-        [sys.executable, "-m", "tests.integration.green_push", "ios", "80"], cwd=REPO,
+        [sys.executable, "-m", "tests.integration.push.green_push", "ios", "80"], cwd=REPO,
         env=scrubbed_env(env), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1]) == {"Delivered": 80}
