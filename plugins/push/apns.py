@@ -145,7 +145,7 @@ class ApnsProvider:
         jwt_ = self.token.current()
         try:
             answer = self.channel.post(path, headers | {"authorization": f"bearer {jwt_}"}, body)
-            if provider_token_rejected(answer.status, error_of(answer.body)[0]):
+            if answer.status == 403 and provider_token_rejected(403, error_of(answer.body)[0]):
                 jwt_ = self.token.replace(jwt_)
                 answer = self.channel.post(
                     path, headers | {"authorization": f"bearer {jwt_}"}, body)

@@ -187,7 +187,7 @@ class FcmProvider:
             bearer = self.token.current()
             answer = self.channel.post(self.path, headers | {"authorization": f"Bearer {bearer}"},
                                        body)
-            if access_token_rejected(answer.status, error_of(answer.body)):
+            if answer.status == 401 and access_token_rejected(401, error_of(answer.body)):
                 bearer = self.token.replace(bearer)
                 answer = self.channel.post(
                     self.path, headers | {"authorization": f"Bearer {bearer}"}, body)
