@@ -200,6 +200,31 @@ class AccountsConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig:
+    ios: str = _setting("log", "push provider for iOS devices: log, apns or fcm")
+    android: str = _setting("log", "push provider for Android devices: log or fcm")
+    ca_file: str = _setting("", "CA bundle (PEM) that APNs/FCM servers are verified against; "
+                            "empty: the system's trust store")
+    timeout: int = _setting(10, "seconds to wait for a push service (connect, send, answer)")
+    concurrency: int = _setting(
+        100, "notifications a worker sends at once (HTTP/2 streams on one connection)")
+    apns_url: str = _setting("https://api.push.apple.com",
+                             "APNs base URL; sandbox: https://api.sandbox.push.apple.com")
+    apns_key_file: str = _setting("", "path of the .p8 token signing key (its content is "
+                                  "secret and never logged)")
+    apns_key_id: str = _setting("", "the signing key's 10-character key id (JWT kid)")
+    apns_team_id: str = _setting("", "the 10-character team id (JWT iss)")
+    apns_topic: str = _setting("", "apns-topic when a notification names none: the bundle id")
+    apns_jwt_lifetime: int = _setting(
+        3000, "seconds a provider token (JWT) is used before a new one is made (1200-3600)")
+    fcm_credentials_file: str = _setting(
+        "", "path of the service account JSON key file (its private key is never logged)")
+    fcm_project: str = _setting("", "Firebase project id; empty: the key file's project_id")
+    fcm_url: str = _setting("https://fcm.googleapis.com", "FCM HTTP v1 base URL")
+    fcm_token_uri: str = _setting("", "OAuth2 token endpoint; empty: the key file's token_uri")
+
+
+@dataclass(frozen=True)
 class Config:
     var: Path = _setting(Path("var"), "state directory: database cluster, Redis data, logs, blobs")
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -218,6 +243,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     oauth: OAuthConfig = field(default_factory=OAuthConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    push: PushConfig = field(default_factory=PushConfig)
 
     @property
     def shard_map(self) -> ShardMap:
@@ -392,7 +418,7 @@ def _shard_count(v: int) -> None:
     "workers.batch_attempts", "workers.event_attempts", "workers.task_attempts", "geo.timeout_ms",
     "api.max_body_bytes", "api.rate_per_token", "api.rate_per_ip", "api.rate_window",
     "oauth.code_ttl", "oauth.session_ttl", "accounts.argon2_time_cost",
-    "accounts.argon2_parallelism",
+    "accounts.argon2_parallelism", "push.timeout", "push.concurrency",
 )
 def _positive(v: int) -> None:
     if v < 1:
@@ -428,6 +454,32 @@ def _log_format(v: str) -> None:
 def _log_level(v: str) -> None:
     if v not in ("debug", "info", "warning", "error"):
         raise ValueError(f"must be debug, info, warning or error, got {v!r}")
+
+
+@_check("push.ios")
+def _ios_provider(v: str) -> None:
+    if v not in ("log", "apns", "fcm"):
+        raise ValueError(f"must be log, apns or fcm, got {v!r}")
+
+
+@_check("push.android")
+def _android_provider(v: str) -> None:
+    if v not in ("log", "fcm"):
+        raise ValueError(f"must be log or fcm (APNs serves only Apple devices), got {v!r}")
+
+
+@_check("push.apns_jwt_lifetime")
+def _jwt_lifetime(v: int) -> None:
+    if not 1200 <= v <= 3600:
+        raise ValueError(f"must be 1200 to 3600 seconds (APNs: refresh no more than once every "
+                         f"20 minutes, at least once an hour), got {v}")
+
+
+@_check("push.apns_url", "push.fcm_url", "push.fcm_token_uri")
+def _https_url(v: str) -> None:
+    parts = urlsplit(v)
+    if v and (parts.scheme != "https" or not parts.netloc):
+        raise ValueError(f"{v!r} is not an https:// URL")
 
 
 @_check("gearman.servers")

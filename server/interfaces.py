@@ -1,4 +1,4 @@
-"""The I/O seams of the core: shard routing, the event store and the geo index.
+"""The I/O seams of the core: shard routing, the event store, the geo index, push providers.
 
 Each is a ``zope.interface`` interface; implementations declare it with ``@implementer`` and a
 test checks them with ``verifyObject``. Methods are synchronous: the service calls them from
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         Position,
         RecordedEvent,
     )
+    from server.domain.push import Notification, PushResult
 
 
 class IShardRouter(Interface):
@@ -202,3 +203,31 @@ class IGeoIndex(Interface):
 
     def close() -> None:
         """Release connections (the index shares the caller's pools where it can)."""
+
+
+class IPushProvider(Interface):
+    """Delivers notifications through one push service (APNs, FCM), or only logs them.
+
+    ``plugins.push.push_providers(config)`` builds one per platform. Call ``send`` from many
+    greenlets at once (a gevent pool): the HTTP/2 providers multiplex concurrent sends as
+    streams of one connection. Not from several OS threads at once: httpx's HTTP/2 client
+    is not thread-safe (its HPACK encoder state gets corrupted; greenlets cannot be
+    preempted inside it). Imports no event loop: the worker pool drives it under gevent.
+    """
+
+    name = Attribute("Short name for logs and metrics: 'apns', 'fcm' or 'log'.")
+
+    def send(notification: Notification, attempt: int = 0) -> PushResult:
+        """Send ``notification``; ``attempt`` is how many times it was tried before (0 the
+        first time) and scales the backoff of a retry.
+
+        Returns ``Delivered(provider_id)``, ``Unregistered(reason, at_ms)`` (the token is dead;
+        ``at_ms``: when the service says it died), ``RetryLater(reason, delay)`` (429, 5xx,
+        timeouts, lost connections: try again after ``delay`` seconds) or ``Failed(reason)``
+        (do not retry: payload too large, credentials refused, a message the service
+        rejects). The service's answers and network failures are results, never exceptions.
+        Raises ``ValueError`` for a notification of a platform this provider does not serve.
+        """
+
+    def close() -> None:
+        """Close the provider's connections; ``send`` must not be called afterwards."""

@@ -28,11 +28,13 @@ from server.shards import ShardRouter
 from server.store.migrate import migrate
 
 
-def arguments(description: str) -> argparse.ArgumentParser:
+def arguments(description: str, *, stack: bool = True) -> argparse.ArgumentParser:
+    """The common options (``stack=False``: a benchmark that starts no local stack)."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--durable", action="store_true",
-                   help="run PostgreSQL crash-safe (fsync on); default: fsync off, so the "
-                   "figures show CPU cost rather than the disk's flush rate")
+    if stack:
+        p.add_argument("--durable", action="store_true",
+                       help="run PostgreSQL crash-safe (fsync on); default: fsync off, so the "
+                       "figures show CPU cost rather than the disk's flush rate")
     p.add_argument("--seconds", type=float, default=5.0,
                    help="how long each measured phase runs (default: %(default)s)")
     return p
