@@ -3,8 +3,11 @@
 - ``follows`` (the follower's shard) and ``users.follows_count``: inline projections of the
   follow stream's events, written in the append's transaction.
 - ``blocks`` (the blocker's shard): inline projection of the block stream.
-- ``followers`` (the followee's shard) and ``users.followed_by_count``: written by the
-  ``followers`` consumer with ``apply_followers``.
+- ``followers`` (the followee's shard) and ``users.followed_by_count``: inline projections
+  of the followers-side events (``FollowerRequested``/``FollowerAdded``/``FollowerRemoved``
+  on ``followers:{followee}:{follower}`` streams), which the ``followers`` consumer appends
+  in the followee's shard. So a followee's new followers and its posts are ordered by one
+  shard's log, and the ``fanout`` consumer sees them in that order.
 
 Both sides use ``set_edge``: it sets an edge to an absolute state and reports how the active
 count changed, so applying the same events again (after a crash between apply and
@@ -16,7 +19,14 @@ from __future__ import annotations
 from collections import defaultdict
 
 from server.db import Txn
-from server.domain.graph import BLOCK_TYPES, EDGE_AFTER, FOLLOW_TYPES, Edge
+from server.domain.graph import (
+    BLOCK_TYPES,
+    EDGE_AFTER,
+    FOLLOW_TYPES,
+    FOLLOWER_EDGE_AFTER,
+    FOLLOWER_TYPES,
+    Edge,
+)
 from server.domain.ids import shard_of
 from server.domain.log import RecordedEvent
 from server.domain.shards import schema_name
@@ -64,7 +74,7 @@ def set_edge(
 
 
 def apply_edges(txn: Txn, side: tuple[str, str], events: list[RecordedEvent]) -> int:
-    """Apply follow-stream events to one side in log order, then adjust the owners' counts
+    """Apply follow-stream events (FOLLOWS) or followers-side events (FOLLOWERS) in log order, then adjust the owners' counts
     (in id order, so concurrent writers lock count rows in the same order). Returns how many
     edges changed."""
     deltas: dict[int, int] = defaultdict(int)
@@ -73,7 +83,8 @@ def apply_edges(txn: Txn, side: tuple[str, str], events: list[RecordedEvent]) ->
         follower, followee = e.data.follower, e.data.followee  # type: ignore[attr-defined]
         owner = follower if side is FOLLOWS else followee
         before = deltas[owner]
-        delta = set_edge(txn, side, follower, followee, EDGE_AFTER[e.type], e.id, e.created_ms)
+        state = (EDGE_AFTER if side is FOLLOWS else FOLLOWER_EDGE_AFTER)[e.type]
+        delta = set_edge(txn, side, follower, followee, state, e.id, e.created_ms)
         deltas[owner] = before + delta
         changed += 1 if delta else 0
     for owner in sorted(deltas):
@@ -89,6 +100,11 @@ def apply_edges(txn: Txn, side: tuple[str, str], events: list[RecordedEvent]) ->
 @INLINE.on(*FOLLOW_TYPES)
 def _follows(txn: Txn, events: list[RecordedEvent]) -> None:
     apply_edges(txn, FOLLOWS, events)
+
+
+@INLINE.on(*FOLLOWER_TYPES)
+def _followers(txn: Txn, events: list[RecordedEvent]) -> None:
+    apply_edges(txn, FOLLOWERS, events)
 
 
 @INLINE.on(*BLOCK_TYPES)
