@@ -160,3 +160,39 @@ def page(
         (owner, state.value, before if before is not None else 2**63 - 1, limit),
     )
     return [(int(a), int(b)) for a, b in rows]
+
+
+def followers_count_txn(txn: Txn, user: int) -> int:
+    """The user's active followers (``users.followed_by_count``; ``txn`` on its database)."""
+    row = txn.fetchone(
+        f"SELECT followed_by_count FROM {schema_name(shard_of(user))}.users WHERE id = %s",
+        (user,))
+    return int(row[0]) if row else 0
+
+
+def followers_range(txn: Txn, followee: int, first: int, end: int | None) -> list[int]:
+    """The followee's active followers ``first <= f < end`` (None: no end), ascending."""
+    rows = txn.fetchall(
+        f"SELECT follower FROM {schema_name(shard_of(followee))}.followers WHERE followee = %s "
+        "AND state = 'active' AND follower >= %s AND follower < %s ORDER BY follower",
+        (followee, first, end if end is not None else 2**63 - 1))
+    return [int(r[0]) for r in rows]
+
+
+def chunk_starts(txn: Txn, followee: int, size: int) -> list[int]:
+    """The first follower id of each run of ``size`` active followers (ascending ids): the
+    boundaries of fan-out chunks, from one index-only pass over the followee's edges."""
+    rows = txn.fetchall(
+        f"SELECT follower FROM (SELECT follower, row_number() OVER (ORDER BY follower) AS n "
+        f"FROM {schema_name(shard_of(followee))}.followers WHERE followee = %s "
+        "AND state = 'active') t WHERE (n - 1) %% %s = 0 ORDER BY follower",
+        (followee, size))
+    return [int(r[0]) for r in rows]
+
+
+def active_followees(txn: Txn, follower: int) -> list[int]:
+    """Everyone the user follows (active edges; ``txn`` on the follower's database)."""
+    rows = txn.fetchall(
+        f"SELECT followee FROM {schema_name(shard_of(follower))}.follows WHERE follower = %s "
+        "AND state = 'active'", (follower,))
+    return [int(r[0]) for r in rows]
