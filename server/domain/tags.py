@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 
 MAX_TAG = 100
-_TAG = re.compile(r"(?<![\w#&])#(\w{1,%d})(?!\w)" % MAX_TAG)
+_TAG = re.compile(rf"(?<![\w#&])#(\w{{1,{MAX_TAG}}})(?!\w)")
 _MENTION = re.compile(r"(?<![\w@.])@([A-Za-z0-9._]{1,30})(?![A-Za-z0-9_])")
-TAG_NAME = re.compile(r"^\w{1,%d}$" % MAX_TAG)
+TAG_NAME = re.compile(rf"^\w{{1,{MAX_TAG}}}$")
 
 
 def normalize_tag(name: str) -> str:

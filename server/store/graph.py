@@ -74,9 +74,9 @@ def set_edge(
 
 
 def apply_edges(txn: Txn, side: tuple[str, str], events: list[RecordedEvent]) -> int:
-    """Apply follow-stream events (FOLLOWS) or followers-side events (FOLLOWERS) in log order, then adjust the owners' counts
-    (in id order, so concurrent writers lock count rows in the same order). Returns how many
-    edges changed."""
+    """Apply follow-stream events (FOLLOWS) or followers-side events (FOLLOWERS) in log
+    order, then adjust the owners' counts (in id order, so concurrent writers lock count rows
+    in the same order). Returns how many edges changed."""
     deltas: dict[int, int] = defaultdict(int)
     changed = 0
     for e in events:

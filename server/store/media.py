@@ -49,13 +49,15 @@ class Medium:
     owner_full_name: str
     owner_private: bool
     viewer_likes: bool
+    viewer_blocked: bool  # the owner blocks the viewer
 
 
 _SELECT = (
     "SELECT m.id, m.owner_id, m.type, m.state, m.blob, m.width, m.height, m.caption, m.tags, "
     "m.filter, m.lat, m.lng, m.location_name, m.location_id, m.visibility, m.images, m.videos, "
     "m.created_ms, u.username, u.full_name, u.is_private, "
-    "EXISTS (SELECT 1 FROM {s}.likes l WHERE l.media_id = m.id AND l.user_id = %s) "
+    "EXISTS (SELECT 1 FROM {s}.likes l WHERE l.media_id = m.id AND l.user_id = %s), "
+    "EXISTS (SELECT 1 FROM {s}.blocks b WHERE b.blocker = m.owner_id AND b.blocked = %s) "
     "FROM {s}.media m JOIN {s}.users u ON u.id = m.owner_id WHERE m.id = ANY(%s)"
 )
 
@@ -139,7 +141,7 @@ def hydrate(router: IShardRouter, ids: Iterable[int], viewer: int) -> dict[int, 
         parts, args = [], []
         for shard, mine in shards.items():
             parts.append(_SELECT.format(s=schema_name(shard)))
-            args += [viewer, mine]
+            args += [viewer, viewer, mine]
         rows = db.run_interaction("hydrate_media", Txn.fetchall, " UNION ALL ".join(parts),
                                   args)
         out.update((row[0], _medium(row)) for row in rows)
@@ -148,7 +150,8 @@ def hydrate(router: IShardRouter, ids: Iterable[int], viewer: int) -> dict[int, 
 
 def medium_txn(txn: Txn, media_id: int, viewer: int) -> Medium | None:
     """One medium (``txn`` on its database)."""
-    row = txn.fetchone(_SELECT.format(s=schema_name(shard_of(media_id))), (viewer, [media_id]))
+    row = txn.fetchone(_SELECT.format(s=schema_name(shard_of(media_id))),
+                       (viewer, viewer, [media_id]))
     return _medium(row) if row else None
 
 
@@ -198,6 +201,13 @@ def recent_of_owners(router: IShardRouter, owners: Iterable[int], limit: int) ->
                                   [*args, limit])
         found += [int(r[0]) for r in rows]
     return sorted(found, reverse=True)[:limit]
+
+
+def state_of_txn(txn: Txn, media_id: int) -> State | None:
+    """A medium's state, or None (``txn`` on its database)."""
+    row = txn.fetchone(f"SELECT state FROM {schema_name(shard_of(media_id))}.media "
+                       "WHERE id = %s FOR UPDATE", (media_id,))
+    return State(row[0]) if row else None
 
 
 @dataclass(frozen=True)
