@@ -30,10 +30,17 @@ TMP_MAX_AGE_S = 3600.0
 class LocalBlobWriter:
     def __init__(self, store: LocalBlobStore) -> None:
         self.store = store
-        self.file = store.tmp / f"{uuid.uuid4().hex}.part"
-        self._fh: BinaryIO | None = open(self.file, "xb")  # noqa: SIM115 (closed by commit)
+        self._file = store.tmp / f"{uuid.uuid4().hex}.part"
+        self._fh: BinaryIO | None = open(self._file, "xb")  # noqa: SIM115 (closed by commit)
         self._hash = hashlib.sha256()
         self.size = 0
+
+    @property
+    def file(self) -> Path:
+        """The temporary file, with everything written so far in it."""
+        if self._fh is not None:
+            self._fh.flush()
+        return self._file
 
     def write(self, data: bytes) -> None:
         assert self._fh is not None, "the blob was committed or discarded"
@@ -42,8 +49,6 @@ class LocalBlobWriter:
         self.size += len(data)
 
     def stream(self) -> BinaryIO:
-        assert self._fh is not None
-        self._fh.flush()
         return open(self.file, "rb")  # noqa: SIM115 (the caller closes it)
 
     def commit(self, ext: str) -> str:
@@ -56,14 +61,14 @@ class LocalBlobWriter:
         fh.flush()
         os.fsync(fh.fileno())
         fh.close()
-        self.store.place(self.file, name)
+        self.store.place(self._file, name)
         return name
 
     def discard(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-        self.file.unlink(missing_ok=True)
+        self._file.unlink(missing_ok=True)
 
 
 @implementer(IBlobStore)

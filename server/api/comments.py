@@ -61,7 +61,7 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         description="At most 300 characters (APICommentTooLongError), 4 hashtags "
         "(APICommentTooManyTagsError), 1 URL (APICommentTooManyURLsError), not all capital "
         "letters (APICommentAllCapsError).")
-    def add(call: Call) -> Reply:
+    def add_comment(call: Call) -> Reply:
         try:
             text = rules.check_comment(call.params["text"])
         except CommentError as e:
@@ -107,7 +107,7 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         params=(MEDIA_ID, Param("comment_id", where="path", required=True,
                                 pattern=r"^[0-9]{1,19}$")),
         description="By its author or the medium's owner; others get APINotAllowedError.")
-    def delete(call: Call) -> Reply:
+    def delete_comment(call: Call) -> Reply:
         media_id = media_id_of(call)
         m = one(call, media_id)
         comment_id = int(call.params["comment_id"])

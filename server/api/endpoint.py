@@ -186,6 +186,9 @@ class API:
             ep = Endpoint(method, path, summary, handler, **options)
             if not hasattr(self.app, _DECLARED):
                 setattr(self.app, _DECLARED, [])
+            taken = {(e.method, e.handler.__name__) for e in getattr(self.app, _DECLARED)}
+            if (method, handler.__name__) in taken:  # Klein would silently replace the route
+                raise ValueError(f"two {method} endpoints named {handler.__name__!r}")
             getattr(self.app, _DECLARED).append(ep)
             self._route(ep)
             return handler

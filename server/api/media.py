@@ -175,7 +175,7 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
                       description="media posted at or before this Unix time")),
         description="Scope basic for self; public_content for others. Newest first; "
         "pagination.next_max_id pages on. The owner also sees media still processing.")
-    def recent(call: Call) -> Reply:
+    def user_recent(call: Call) -> Reply:
         owner = target_id(call)
         mine = owner == call.user_id
         if not mine:

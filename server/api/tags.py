@@ -42,7 +42,7 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
                                 description="the start of a tag name, without #"),
                           Param("count", int, minimum=1, maximum=100, default=20)),
                   description="In name order.")
-    def search(call: Call) -> Reply:
+    def search_tags(call: Call) -> Reply:
         prefix = tag_name(call, call.params["q"])
         names = store.search(prefix, call.params["count"])
         return Reply([{"name": n, "media_count": c}
@@ -62,7 +62,7 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
                 Param("min_tag_id", pattern=r"^[0-9]{1,19}$", description="newer media")),
         description="Newest first; pagination.next_max_tag_id pages on, min_tag_id polls "
         "for newer ones. Public accounts' ready media only.")
-    def recent(call: Call) -> Reply:
+    def tag_recent(call: Call) -> Reply:
         name = tag_name(call, call.params["tag_name"])
         count = call.params["count"]
         hi, lo = call.params["max_tag_id"], call.params["min_tag_id"]
