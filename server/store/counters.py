@@ -99,7 +99,12 @@ class CounterCache:
         mine = [i for i, took in zip(ids, pipe.execute(), strict=True) if took]
         found: dict[int, tuple[int, int]] = {}
         if mine:
-            found.update(self._fill(mine))
+            # A refill that ended between our miss and our lease left the value: use it.
+            found, again = self._read(mine)
+            if found:
+                self.redis.delete(*[f"lease:counts:{i}" for i in found])
+            if again:
+                found.update(self._fill(again))
         others = [i for i in ids if i not in found]
         deadline = time.monotonic() + self.wait_s
         while others and time.monotonic() < deadline:

@@ -196,9 +196,8 @@ def recent_of_owners(router: IShardRouter, owners: Iterable[int], limit: int) ->
         args: list[Any] = []
         for mine in shards.values():
             args += [mine, limit]
-        rows = db.run_interaction("recent_media", Txn.fetchall,
-                                  " UNION ALL ".join(parts) + " ORDER BY 1 DESC LIMIT %s",
-                                  [*args, limit])
+        sql = f"SELECT id FROM ({' UNION ALL '.join(parts)}) t ORDER BY 1 DESC LIMIT %s"
+        rows = db.run_interaction("recent_media", Txn.fetchall, sql, [*args, limit])
         found += [int(r[0]) for r in rows]
     return sorted(found, reverse=True)[:limit]
 

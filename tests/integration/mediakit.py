@@ -52,11 +52,9 @@ def video(width: int = 96, height: int = 64, seconds: float = 0.4) -> bytes:
 
 
 def upload(api: Api, token: str, data: bytes, part: str = "photo",
-           filename: str = "upload.bin", headers: dict[str, str] | None = None,
-           **fields: str) -> httpx.Response:
+           filename: str = "upload.bin", **fields: str) -> httpx.Response:
     return api.http.post("/v1/media", files={part: (filename, data)}, data=fields,
-                         headers={"Authorization": f"Bearer {token}"} | (headers or {}),
-                         timeout=60)
+                         headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
 
 def settle(env: Env) -> int:
@@ -80,3 +78,27 @@ def post(api: Api, token: str, caption: str = "", data: bytes | None = None,
 def media_of(r: httpx.Response) -> list[str]:
     assert r.status_code == 200, r.text
     return [m["id"] for m in r.json()["data"]]
+
+
+def post_direct(env: Env, owner: int, caption: str = "") -> int:
+    """A ready medium appended straight to the log (MediaPosted, then MediaRendered with
+    made-up rendition names): for tests of feeds, not of uploads."""
+    from server.domain import tags
+    from server.domain.ids import shard_of
+    from server.domain.log import NewEvent
+    from server.domain.media import MediaPosted, MediaRendered, media_stream
+    from server.store.accounts import new_id
+
+    shard = shard_of(owner)
+    media_id = env.router.database(shard).run_interaction("id", new_id, shard)
+    fake = f"{media_id:064x}"[-64:] + ".jpg"
+    posted = MediaPosted(
+        media_id=media_id, owner=owner, type="image", blob=fake, width=640, height=640,
+        duration_ms=0, caption=caption, tags=tags.hashtags(caption),
+        mentions=tags.mentions(caption), filter="Normal", lat=None, lng=None,
+        location_name="", location_id=None, share_to=(), visibility="public")
+    rendered = MediaRendered(media_id=media_id, owner=owner, images={"thumbnail": fake},
+                             videos={})
+    env.store.append(shard, media_stream(media_id), [NewEvent(posted, actor=owner),
+                                                     NewEvent(rendered, actor=owner)])
+    return media_id
