@@ -88,6 +88,9 @@ class Request(server.Request):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Bodies are parsed by the endpoint pipeline (or streamed by upload routes): never
+        # by twisted.web, which would read a whole multipart upload into memory for args.
+        self._parsePOSTFormSubmission = False
         self.started = time.perf_counter()
         self.request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
         self.too_large = False
