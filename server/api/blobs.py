@@ -12,7 +12,6 @@ from typing import Any
 
 from klein import Klein
 from twisted.web.iweb import IRequest
-from twisted.web.static import File
 
 from plugins.blobs import CONTENT_TYPES
 from server.api.envelope import not_found
@@ -22,6 +21,8 @@ from server.context import ServiceContext
 def routes(app: Klein, ctx: ServiceContext) -> None:
     @app.route("/blobs/<name>", methods=["GET"])
     def blob(request: IRequest, name: str) -> Any:
+        from twisted.web.static import File  # here: importing it warns of deprecations
+
         path = ctx.blobs.path(name)
         if path is None:
             raise not_found("no such blob")

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from scripts.seed import ready_medium
 from tests.drive import Driver
 from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
@@ -80,25 +81,7 @@ def media_of(r: httpx.Response) -> list[str]:
     return [m["id"] for m in r.json()["data"]]
 
 
-def post_direct(env: Env, owner: int, caption: str = "") -> int:
-    """A ready medium appended straight to the log (MediaPosted, then MediaRendered with
-    made-up rendition names): for tests of feeds, not of uploads."""
-    from server.domain import tags
-    from server.domain.ids import shard_of
-    from server.domain.log import NewEvent
-    from server.domain.media import MediaPosted, MediaRendered, media_stream
-    from server.store.accounts import new_id
 
-    shard = shard_of(owner)
-    media_id = env.router.database(shard).run_interaction("id", new_id, shard)
-    fake = f"{media_id:064x}"[-64:] + ".jpg"
-    posted = MediaPosted(
-        media_id=media_id, owner=owner, type="image", blob=fake, width=640, height=640,
-        duration_ms=0, caption=caption, tags=tags.hashtags(caption),
-        mentions=tags.mentions(caption), filter="Normal", lat=None, lng=None,
-        location_name="", location_id=None, share_to=(), visibility="public")
-    rendered = MediaRendered(media_id=media_id, owner=owner, images={"thumbnail": fake},
-                             videos={})
-    env.store.append(shard, media_stream(media_id), [NewEvent(posted, actor=owner),
-                                                     NewEvent(rendered, actor=owner)])
-    return media_id
+def post_direct(env: Env, owner: int, caption: str = "") -> int:
+    """A ready medium appended straight to the log (for tests of feeds, not of uploads)."""
+    return ready_medium(env.store, env.router, owner, caption)

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from server.domain.graph import UserFollowed, follow_stream
+from scripts.seed import follow, minted_ids
 from server.domain.ids import shard_of
-from server.domain.log import AppendRequest, NewEvent
 from server.store.consumers import ConsumerStore
 from server.store.feeds import feed_key
 from server.store.tasks import TaskStore
@@ -80,23 +79,9 @@ def test_a_post_reaches_followers_and_a_deletion_leaves_everywhere(
 
 
 def follow_many(env: Env, followee: int, n: int) -> list[int]:
-    """``n`` followers (ids minted by the shards, no accounts behind them), their follow
-    events appended straight to the log in batches."""
-    per_shard = n // env.router.count + 1
-    ids: list[int] = []
-    for shard in range(env.router.count):
-        row = env.router.database(shard).run_interaction(
-            "ids", lambda txn, s=shard: txn.fetchone(
-                f"SELECT shard_{s:04d}.next_ids(%s)", (per_shard,)))
-        assert row is not None
-        ids += row[0]
-    ids = ids[:n]
-    for i in range(0, n, 2000):
-        env.store.append_many([
-            AppendRequest(shard_of(f), follow_stream(f, followee),
-                          (NewEvent(UserFollowed(follower=f, followee=followee)),),
-                          expected_version=0)
-            for f in ids[i:i + 2000]])
+    """``n`` followers (ids minted by the shards, no accounts behind them)."""
+    ids = minted_ids(env.router, n)
+    follow(env.store, [(f, followee) for f in ids])
     return ids
 
 

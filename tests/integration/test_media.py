@@ -166,3 +166,17 @@ def test_private_accounts_media_and_unknown_ids(api: Api) -> None:
     assert api.get("/v1/media/shortcode/AAAA", tb).status_code == 404
     for bad in ("..%2F..%2Fetc%2Fpasswd", "a" * 64 + ".exe", "0" * 64 + ".jpg"):
         assert api.http.get(f"/blobs/{bad}").status_code == 404
+
+
+def test_an_upload_retried_with_its_idempotency_key_posts_once(api: Api) -> None:
+    """The same upload sent twice with one Idempotency-Key answers the first medium; the
+    owner has one medium and the bytes are stored once."""
+    a, ta = api.user()
+    data = picture(321, 123)
+    first, again = (api.http.post(
+        "/v1/media", files={"photo": ("p.jpg", data)}, data={"caption": "once"},
+        headers={"Authorization": f"Bearer {ta}", "Idempotency-Key": "upload-1"})
+        for _ in range(2))
+    assert first.status_code == again.status_code == 200, again.text
+    assert first.json()["data"]["id"] == again.json()["data"]["id"]
+    assert api.get(f"/v1/users/{a['id']}", ta).json()["data"]["counts"]["media"] == 1
