@@ -60,3 +60,16 @@ def follow(store: IEventStore, pairs: Sequence[tuple[int, int]]) -> None:
                           (NewEvent(UserFollowed(follower=f, followee=t), actor=f),),
                           expected_version=0)
             for f, t in pairs[i:i + BATCH]])
+
+
+def account(store: IEventStore, router: IShardRouter, username: str,
+            password_hash: str = "$argon2id$v=19$m=8,t=1,p=1$c2VlZHNlZWQ$seeded") -> int:
+    """A user signed up through the sign-up transaction (the hash is given, not computed:
+    seeded users are not logged in with a password)."""
+    from server.api.users import sign_up_txn
+    from server.domain.accounts import Register, username_shard
+
+    shard = username_shard(username, router.count)
+    user = router.database(shard).run_interaction(
+        "seed_user", sign_up_txn, store, shard, Register(username, password_hash, "Seeded"), None)
+    return int(user.id)

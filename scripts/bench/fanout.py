@@ -19,7 +19,7 @@ import time
 import redis
 
 from scripts.bench.common import arguments, bench_stack, machine, progress, rate, table
-from scripts.seed import follow, minted_ids, ready_medium
+from scripts.seed import account, follow, minted_ids, ready_medium
 from server import catalog
 from server.domain.ids import shard_of
 from server.shards import ShardRouter
@@ -44,10 +44,10 @@ def direct(r: redis.Redis, n: int, score: int) -> float:
     return rate(n, time.perf_counter() - start)
 
 
-def graph_count(router: ShardRouter, followee: int) -> int:
-    """The followee's active followers, counted on its shard."""
-    return len(router.database(shard_of(followee)).run_interaction(
-        "followers", graph.followers_range, followee, 0, None))
+def count_of(router: ShardRouter, followee: int) -> int:
+    """The followee's active followers (its followed_by count)."""
+    return router.database(shard_of(followee)).run_interaction(
+        "followers", graph.followers_count_txn, followee)
 
 
 def missing(r: redis.Redis, media_id: int, users: list[int]) -> int:
@@ -74,7 +74,7 @@ def main() -> None:
         router = ShardRouter(cfg.shard_map, pool_size=4)
         store = PostgresEventStore(router)
         r = redis.Redis.from_url(cfg.redis.url)
-        [celeb] = minted_ids(router, 1)
+        celeb = account(store, router, "celebrity")
         progress(f"appending {args.followers:,} follows")
         followers = minted_ids(router, args.followers)
         follow(store, [(f, celeb) for f in followers])
@@ -86,7 +86,7 @@ def main() -> None:
         checkpoints = ConsumerStore(router)
 
         def idle() -> bool:
-            if graph_count(router, celeb) < args.followers:
+            if count_of(router, celeb) < args.followers:
                 return False  # the followers consumer is still mirroring follows
             head = store.head(shard)
             cp = checkpoints.checkpoint("fanout", shard)
