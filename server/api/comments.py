@@ -27,6 +27,7 @@ from server.domain.comments import CommentAdded, CommentDeleted, CommentError
 from server.domain.ids import shard_of
 from server.domain.log import AppendRequest, NewEvent, StreamConflict
 from server.domain.media import State
+from server.shards import mapped_shard
 from server.store import accounts, comments
 from server.store import media as media_store
 from server.store.comments import Comment
@@ -114,8 +115,8 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         shard = shard_of(media_id)
 
         def txn_fn(txn: Txn) -> None:
-            c = comments.get_txn(txn, comment_id) if shard_of_or_none(comment_id) == shard \
-                else None
+            c = comments.get_txn(txn, comment_id) \
+                if mapped_shard(ctx.router, comment_id) == shard else None
             if c is None or c.media_id != media_id or c.deleted:
                 raise not_found("invalid comment id")
             if not rules.may_delete(call.user_id, c.author, m.owner_id):
@@ -133,10 +134,3 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
 
         ctx.router.database(shard).run_interaction("delete_comment", txn_fn)
         return Reply(None)
-
-
-def shard_of_or_none(row_id: int) -> int | None:
-    try:
-        return shard_of(row_id)
-    except ValueError:
-        return None

@@ -15,9 +15,10 @@ from server.api.envelope import not_found
 from server.api.params import Param
 from server.api.users import not_allowed
 from server.domain import media as rules
-from server.domain.ids import decode_id, shard_of
+from server.domain.ids import shard_of
 from server.domain.media import State, Viewer
 from server.domain.renditions import IMAGE_SIZES, VIDEO_SIZES, even, square_side
+from server.shards import mapped_shard
 from server.store import graph
 from server.store.media import Medium, hydrate
 
@@ -70,11 +71,7 @@ def media_id_of(call: Call, name: str = "media_id") -> int:
 
 
 def check_id(call: Call, media_id: int) -> None:
-    try:
-        shard = decode_id(media_id).shard
-    except ValueError:
-        shard = -1
-    if not 0 <= shard < call.ctx.router.count:
+    if mapped_shard(call.ctx.router, media_id) is None:
         raise not_found("invalid media id")
 
 
