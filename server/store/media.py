@@ -52,14 +52,9 @@ class Medium:
     viewer_blocked: bool  # the owner blocks the viewer
 
 
-_SELECT = (
-    "SELECT m.id, m.owner_id, m.type, m.state, m.blob, m.width, m.height, m.caption, m.tags, "
-    "m.filter, m.lat, m.lng, m.location_name, m.location_id, m.visibility, m.images, m.videos, "
-    "m.created_ms, u.username, u.full_name, u.is_private, "
-    "EXISTS (SELECT 1 FROM {s}.likes l WHERE l.media_id = m.id AND l.user_id = %s), "
-    "EXISTS (SELECT 1 FROM {s}.blocks b WHERE b.blocker = m.owner_id AND b.blocked = %s) "
-    "FROM {s}.media m JOIN {s}.users u ON u.id = m.owner_id WHERE m.id = ANY(%s)"
-)
+#: The hydration read of one shard (``NNNN_media_reads.sql``: a function, so its plan is
+#: cached); a page's read is a UNION ALL of these over a database's shards.
+_SELECT = "SELECT * FROM {s}.hydrate_media(%s, %s)"
 
 
 def _medium(row: tuple[Any, ...]) -> Medium:
@@ -141,18 +136,11 @@ def hydrate(router: IShardRouter, ids: Iterable[int], viewer: int) -> dict[int, 
         parts, args = [], []
         for shard, mine in shards.items():
             parts.append(_SELECT.format(s=schema_name(shard)))
-            args += [viewer, viewer, mine]
+            args += [mine, viewer]
         rows = db.run_interaction("hydrate_media", Txn.fetchall, " UNION ALL ".join(parts),
                                   args)
         out.update((row[0], _medium(row)) for row in rows)
     return out
-
-
-def medium_txn(txn: Txn, media_id: int, viewer: int) -> Medium | None:
-    """One medium (``txn`` on its database)."""
-    row = txn.fetchone(_SELECT.format(s=schema_name(shard_of(media_id))),
-                       (viewer, viewer, [media_id]))
-    return _medium(row) if row else None
 
 
 def counts(router: IShardRouter, ids: Iterable[int]) -> dict[int, tuple[int, int]]:
