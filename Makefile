@@ -45,6 +45,7 @@ bench: deps
 	$(BIN)/python -m scripts.bench.pipeline
 	$(BIN)/python -m scripts.bench.geo
 	$(BIN)/python -m scripts.bench.api
+	$(BIN)/python -m scripts.bench.fanout
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
