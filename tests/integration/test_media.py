@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import socket
 
 from PIL import Image
 
@@ -180,3 +182,24 @@ def test_an_upload_retried_with_its_idempotency_key_posts_once(api: Api) -> None
     assert first.status_code == again.status_code == 200, again.text
     assert first.json()["data"]["id"] == again.json()["data"]["id"]
     assert api.get(f"/v1/users/{a['id']}", ta).json()["data"]["counts"]["media"] == 1
+
+
+def test_an_interrupted_upload_leaves_no_event_and_no_file(api: Api) -> None:
+    """A client that hangs up half-way through its upload: no medium, no blob, no
+    temporary file of ours; the service goes on answering."""
+    from pathlib import Path
+
+    _, ta = api.user()
+    port = int(api.service.base.rsplit(":", 1)[1])
+    data = picture(400, 400)
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"p.jpg\"\r\n\r\n"
+            + data + b"\r\n--b--\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/media HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                     + ta.encode() + b"\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:len(body) // 2])
+    assert api.get("/v1/users/self", ta).json()["data"]["counts"]["media"] == 0
+    root = Path(api.env.config.media.blob_dir)
+    assert not [p for p in root.rglob("*") if p.is_file() and p.name.startswith(
+        hashlib.sha256(data).hexdigest())]
+    assert not list((root / "tmp").glob("*.part"))
