@@ -8,7 +8,9 @@ stores nothing new); the ``MediaRendered`` append carries the idempotency key
 before its turn is skipped.
 
 Declared ``side_effect``: rendering is expensive and its result is already in the log as
-``MediaRendered``, so a replay of projections never runs it again.
+``MediaRendered``, so a replay of projections never runs it again. Policy SKIP: a medium that
+cannot be rendered (after the retries) is parked in the dead letters and stays
+``processing``, visible to its owner only, without holding up the shard's other media.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from server.domain.media import MediaPosted, MediaRendered, State, media_stream
 from server.imaging import render_image, render_video
 from server.interfaces import IBlobStore
 from server.store import media
-from workers.consumers import consumer
+from workers.consumers import OnFailure, consumer
 from workers.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
 
-@consumer("media_render", "MediaPosted", batch_size=8, side_effect=True)
+@consumer("media_render", "MediaPosted", batch_size=8, side_effect=True,
+          on_failure=OnFailure.SKIP)
 def media_render(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
     blobs = open_store(ctx.config)
     states = media.tagged(ctx.router, [e.data.media_id for e in events])  # type: ignore
