@@ -46,6 +46,7 @@ bench: deps
 	$(BIN)/python -m scripts.bench.geo
 	$(BIN)/python -m scripts.bench.api
 	$(BIN)/python -m scripts.bench.push
+	$(BIN)/python -m scripts.bench.fanout
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

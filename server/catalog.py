@@ -17,6 +17,12 @@ MODULES: list[str] = [
     "server.store.accounts",
     "server.store.graph",
     "server.store.apps",
+    "server.domain.media",
+    "server.domain.likes",
+    "server.domain.comments",
+    "server.store.media",
+    "server.store.likes",
+    "server.store.comments",
 ]
 
 

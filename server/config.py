@@ -225,6 +225,44 @@ class PushConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    blob_dir: str = _setting("", "directory of the blob store; empty: VAR/blobs")
+    photo_max_bytes: int = _setting(15 * 1024 * 1024, "largest photo upload, in bytes")
+    video_max_bytes: int = _setting(100 * 1024 * 1024, "largest video upload, in bytes")
+    max_pixels: int = _setting(
+        50_000_000, "largest photo in pixels (width x height): larger ones are refused as "
+        "decompression bombs"
+    )
+    video_max_seconds: int = _setting(60, "longest video, in seconds")
+    gc_grace: int = _setting(
+        3600, "seconds a blob no medium references is kept before 'shutterlog blobs gc' "
+        "removes it (covers uploads between storing the blob and appending the event)"
+    )
+    ffmpeg: str = _setting("ffmpeg", "the ffmpeg program (renditions of videos)")
+    ffprobe: str = _setting("ffprobe", "the ffprobe program (checks uploaded videos)")
+
+
+@dataclass(frozen=True)
+class FeedsConfig:
+    size: int = _setting(800, "entries a home feed keeps (older ones are trimmed)")
+    user_media_size: int = _setting(
+        800, "recent media kept per user in Redis (follow merges, hybrid fan-out)"
+    )
+    activity_size: int = _setting(300, "items an activity feed keeps")
+    chunk_size: int = _setting(
+        5000, "followers per fan-out step: an account with more is fanned out by durable "
+        "chunk tasks of this many followers, each its own Gearman job"
+    )
+    hybrid_threshold: int = _setting(
+        100_000, "accounts with more followers are not pushed: their recent media are "
+        "merged into feeds at read time"
+    )
+    rebuild_lease_ms: int = _setting(
+        10_000, "how long one reader may take to rebuild a lost feed before another may"
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     var: Path = _setting(Path("var"), "state directory: database cluster, Redis data, logs, blobs")
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -244,6 +282,8 @@ class Config:
     oauth: OAuthConfig = field(default_factory=OAuthConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    feeds: FeedsConfig = field(default_factory=FeedsConfig)
 
     @property
     def shard_map(self) -> ShardMap:
@@ -418,7 +458,9 @@ def _shard_count(v: int) -> None:
     "workers.batch_attempts", "workers.event_attempts", "workers.task_attempts", "geo.timeout_ms",
     "api.max_body_bytes", "api.rate_per_token", "api.rate_per_ip", "api.rate_window",
     "oauth.code_ttl", "oauth.session_ttl", "accounts.argon2_time_cost",
-    "accounts.argon2_parallelism", "push.timeout", "push.concurrency",
+    "accounts.argon2_parallelism", "push.timeout", "push.concurrency", "media.photo_max_bytes",
+    "media.video_max_bytes", "media.max_pixels", "media.video_max_seconds", "feeds.size",
+    "feeds.user_media_size", "feeds.activity_size", "feeds.chunk_size", "feeds.rebuild_lease_ms",
 )
 def _positive(v: int) -> None:
     if v < 1:
@@ -496,7 +538,8 @@ def _geo_backend(v: str) -> None:
         raise ValueError(f"must be 'postgis' or 'solr', got {v!r}")
 
 
-@_check("outbound.max_redirects", "geo.solr_commit_within_ms", "oauth.token_ttl")
+@_check("outbound.max_redirects", "geo.solr_commit_within_ms", "oauth.token_ttl",
+        "media.gc_grace", "feeds.hybrid_threshold")
 def _not_negative(v: int) -> None:
     if v < 0:
         raise ValueError(f"must be 0 or more, got {v}")

@@ -15,10 +15,14 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from server.config import Config
+from server.interfaces import IBlobStore
 from server.secretbox import SecretBox
 from server.shards import ShardRouter
+from server.store import media
 from server.store.apps import PURPOSE
+from server.store.counters import CounterCache
 from server.store.events import PostgresEventStore
+from server.store.feeds import FeedStore
 from server.store.ratelimit import Limits, RateLimiter
 from server.store.tokens import Tokens
 
@@ -62,6 +66,24 @@ class ServiceContext:
     def box(self) -> SecretBox:
         """Seals and opens app client secrets."""
         return SecretBox(self.config.secrets.key, PURPOSE)
+
+    @cached_property
+    def blobs(self) -> IBlobStore:
+        """The blob store (uploads, renditions, blob URLs)."""
+        from plugins.blobs import open_store
+
+        return open_store(self.config)
+
+    @cached_property
+    def feeds(self) -> FeedStore:
+        """Home feeds and users' recent media (Redis)."""
+        f = self.config.feeds
+        return FeedStore(self.redis, f.size, f.user_media_size)
+
+    @cached_property
+    def counters(self) -> CounterCache:
+        """Media like and comment counts (Redis, read through to PostgreSQL)."""
+        return CounterCache(self.redis, lambda ids: media.counts(self.router, ids))
 
     def blocking(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> Deferred[R]:
         """Run ``fn`` in the threadpool; the Deferred fires with its result."""

@@ -1,4 +1,5 @@
-"""The I/O seams of the core: shard routing, the event store, the geo index, push providers.
+"""The I/O seams of the core: shard routing, the event store, the geo index, push providers,
+the blob store and the feed store.
 
 Each is a ``zope.interface`` interface; implementations declare it with ``@implementer`` and a
 test checks them with ``verifyObject``. Methods are synchronous: the service calls them from
@@ -7,8 +8,9 @@ its threadpool, workers call them directly under gevent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from zope.interface import Attribute, Interface
 
@@ -231,3 +233,103 @@ class IPushProvider(Interface):
 
     def close() -> None:
         """Close the provider's connections; ``send`` must not be called afterwards."""
+
+
+class IBlobStore(Interface):
+    """Content-addressed storage of uploaded media and their renditions
+    (``plugins.blobs``: local files by default).
+
+    A blob's name is ``<sha256 of its bytes>.<ext>`` (``ext``: jpg, png, webp, mp4): the same
+    bytes are stored once, and a name never changes meaning, so blobs are served with
+    year-long cache headers. Writes are atomic and durable (a temporary file, fsync,
+    rename): a blob exists whole or not at all. Methods are synchronous and thread-safe.
+    """
+
+    def writer() -> BlobWriter:
+        """A temporary blob being written (``write``), then ``commit(ext)`` or ``discard()``."""
+
+    def put(data: bytes, ext: str) -> str:
+        """Store ``data`` durably; returns its name."""
+
+    def path(name: str) -> Path | None:
+        """The local file of blob ``name`` to serve or read, or None if ``name`` is not a
+        blob name (anything else: a traversal attempt) or no such blob exists."""
+
+    def delete(name: str) -> bool:
+        """Remove a blob (garbage collection); returns whether it existed."""
+
+    def listing(older_than_s: float) -> Iterator[str]:
+        """Names of blobs last written or re-stored more than ``older_than_s`` seconds ago
+        (candidates for garbage collection), and leftover temporary files are removed."""
+
+
+class BlobWriter(Interface):
+    """A blob being written: bytes go to a temporary file while their sha256 is computed."""
+
+    size = Attribute("Bytes written so far.")
+    file = Attribute("The temporary file's path (for probing before commit).")
+
+    def write(data: bytes) -> None:
+        """Append bytes."""
+
+    def commit(ext: str) -> str:
+        """fsync and move the file to its content address (or drop it when those bytes are
+        stored already, refreshing that blob's time); returns the name."""
+
+    def discard() -> None:
+        """Remove the temporary file (nothing is stored)."""
+
+    def stream() -> BinaryIO:
+        """The written bytes, from the start, for reading (before commit)."""
+
+
+class IFeedStore(Interface):
+    """Home feeds and users' recent media: ids, newest first, capped; a projection that can
+    be lost and is rebuilt from PostgreSQL (``server/store/feeds.py`` over Redis).
+
+    A page says whether its set is complete: an incomplete one (lost, then partly refilled
+    by pushes) is rebuilt by its reader, who first takes the rebuild lease.
+    """
+
+    def push(media_id: int, users: Sequence[int]) -> None:
+        """Add a medium to each user's feed (trimmed to the feed size)."""
+
+    def merge(user: int, media_ids: Iterable[int], complete: bool = False) -> None:
+        """Add media to one feed; ``complete`` marks the feed rebuilt."""
+
+    def remove(media_ids: Sequence[int], users: Sequence[int]) -> None:
+        """Remove media from each user's feed."""
+
+    def add_own(owner: int, media_id: int) -> None:
+        """Add a ready medium to its owner's recent media."""
+
+    def remove_own(owner: int, media_id: int) -> None:
+        """Remove a medium from its owner's recent media."""
+
+    def set_own(owner: int, media_ids: Iterable[int]) -> None:
+        """Fill an owner's recent media (rebuilt from PostgreSQL) and mark it complete."""
+
+    def mark_pulled(owner: int) -> None:
+        """Remember that ``owner``'s posts are merged at read time, not pushed."""
+
+    def page(user: int, max_id: int | None, min_id: int | None, limit: int
+             ) -> tuple[list[int], bool]:
+        """Up to ``limit`` ids of the feed between the bounds (exclusive), newest first, and
+        whether the feed is complete."""
+
+    def own(owner: int, max_id: int | None, min_id: int | None, limit: int
+            ) -> tuple[list[int], bool]:
+        """The same for an owner's recent media."""
+
+    def owns(owners: Sequence[int], max_id: int | None, min_id: int | None, limit: int
+             ) -> dict[int, tuple[list[int], bool]]:
+        """``own`` for several owners in one round trip."""
+
+    def pulled(owners: Sequence[int]) -> set[int]:
+        """Which of ``owners`` are merged at read time."""
+
+    def take_rebuild(user: int, lease_ms: int) -> bool:
+        """Take the lease to rebuild ``user``'s feed; False if someone holds it."""
+
+    def drop_rebuild(user: int) -> None:
+        """Release the rebuild lease."""

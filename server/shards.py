@@ -36,11 +36,18 @@ class ShardRouter:
             db.close()
 
 
-def database_of_id(router: IShardRouter, row_id: int) -> Database | None:
-    """The database holding a row whose id came from a shard's ``next_id()``; None if the id
-    names no shard of the map."""
+def mapped_shard(router: IShardRouter, row_id: int) -> int | None:
+    """The shard a row's id names (its ``next_id()`` made it), or None if it names none of
+    the map's: such an id cannot exist."""
     try:
         shard = shard_of(row_id)
     except ValueError:
         return None
-    return router.database(shard) if shard < router.count else None
+    return shard if shard < router.count else None
+
+
+def database_of_id(router: IShardRouter, row_id: int) -> Database | None:
+    """The database holding a row whose id came from a shard's ``next_id()``; None if the id
+    names no shard of the map."""
+    shard = mapped_shard(router, row_id)
+    return router.database(shard) if shard is not None else None

@@ -2,7 +2,9 @@
 
 - ``{namespace}advance``: advance consumer C on shard S; unique key ``C:S`` (gearmand
   coalesces repeated kicks of a pair into one queued job), payload msgpack ``[C, S]``.
-- ``{namespace}task``: run durable task T; unique key ``T``, payload msgpack ``T``.
+- ``{namespace}task``: run durable task T; unique key ``T``, payload msgpack ``T``. Submitted
+  at LOW priority: gearmand hands a worker every queued advance job before any task, so a
+  large fan-out's hundreds of chunk tasks never queue ahead of the next post's advance job.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def advance_job(namespace: str, consumer: str, shard: int) -> Submit:
 
 
 def task_job(namespace: str, task_id: int) -> Submit:
-    return Submit(task_function(namespace), msgpack.packb(task_id), str(task_id))
+    return Submit(task_function(namespace), msgpack.packb(task_id), str(task_id), "low")
 
 
 def submit(client: GearmanClient, jobs: Sequence[Submit]) -> int:

@@ -13,6 +13,7 @@ design: that is their cost.
 
 from __future__ import annotations
 
+import random
 import secrets
 import sys
 import time
@@ -32,6 +33,7 @@ from scripts.bench.common import (
     table,
 )
 from scripts.bench.load import Result, Scenario, run
+from scripts.seed import follow, ready_medium
 from scripts.stack import free_port
 from server import catalog
 from server.api.users import sign_up_txn
@@ -58,6 +60,7 @@ class World:
     tokens: list[str]
     client: tuple[str, str]
     prefix: str
+    media: list[str]  # ready media of the users; the first is the hot one
 
 
 def prepare(cfg: Config, users: int) -> World:
@@ -73,7 +76,7 @@ def prepare(cfg: Config, users: int) -> World:
         client_id, secret = apps.create(store, router, SecretBox(cfg.secrets.key, PURPOSE),
                                         "bench", "https://bench.example/cb", False)
         tokens = Tokens(client, 86400, 600, 600)
-        world = World([], [], [], (client_id, secret), prefix)
+        world = World([], [], [], (client_id, secret), prefix, [])
         for i in range(users):
             name = f"b{prefix}_{i}"
             shard = username_shard(name, router.count)
@@ -82,11 +85,24 @@ def prepare(cfg: Config, users: int) -> World:
             world.ids.append(str(user.id))
             world.usernames.append(name)
             world.tokens.append(tokens.issue(user.id, client_id, "basic public_content "
-                                             "relationships follower_list", False))
+                                             "relationships follower_list likes comments",
+                                             False))
+        seed_media(store, router, world)
         return world
     finally:
         router.close()
         client.close()
+
+
+def seed_media(store: PostgresEventStore, router: ShardRouter, world: World,
+               per_user_follows: int = 20, media: int = 300) -> None:
+    """Ready media (one hot) and follows among the users, for the like and feed scenarios
+    (home feeds are rebuilt from PostgreSQL on first read: no consumer needs to run)."""
+    ids = [int(i) for i in world.ids]
+    world.media = [str(ready_medium(store, router, ids[i % len(ids)], f"#bench {i}"))
+                   for i in range(media)]
+    rng = random.Random(1)
+    follow(store, [(u, t) for u in ids for t in rng.sample(ids, per_user_follows) if t != u])
 
 
 def scenarios(world: World) -> dict[str, Scenario]:
@@ -110,6 +126,24 @@ function request()
   return wrk.format("POST", "/v1/users/" .. ids[b] .. "/relationship", headers,
                     "action=follow")
 end""", lambda: {"tokens": world.tokens, "ids": world.ids}),
+        "like": Scenario("likes (POST/DELETE /v1/media/{id}/likes)", """
+function request()
+  local n = next_n()
+  local N = #tokens
+  local round = math.floor(n / N)
+  local medium = media[1]
+  if math.floor(round / 2) % 2 == 1 then medium = media[(n * 7) % #media + 1] end
+  local method = "POST"
+  if round % 2 == 1 then method = "DELETE" end
+  local headers = {Authorization = "Bearer " .. tokens[n % N + 1]}
+  return wrk.format(method, "/v1/media/" .. medium .. "/likes", headers)
+end""", lambda: {"tokens": world.tokens, "media": world.media}),
+        "feed": Scenario("GET /v1/users/self/feed (20, hydrated)", """
+function request()
+  local n = next_n()
+  local headers = {Authorization = "Bearer " .. tokens[n % #tokens + 1]}
+  return wrk.format("GET", "/v1/users/self/feed?count=20", headers)
+end""", lambda: {"tokens": world.tokens}),
         "token": Scenario("token grants (password)", f"""
 function request()
   local n = next_n()

@@ -47,6 +47,7 @@ class Reply:
     content_type: bytes = JSON
     headers: tuple[tuple[bytes, bytes], ...] = ()
     cookies: tuple[tuple[str, str, int], ...] = ()  # (name, value, max-age seconds)
+    meta: dict[str, Any] | None = None  # extra fields of the envelope's meta (e.g. partial)
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,10 @@ class Raw:
     request_id: str
     cookies: dict[str, str]
     path_args: dict[str, str]
+    upload: Any = None  # a streamed endpoint's body: the spooled file, unread
 
     @classmethod
-    def of(cls, request: IRequest, path_args: dict[str, str]) -> Raw:
+    def of(cls, request: IRequest, path_args: dict[str, str], stream: bool = False) -> Raw:
         def header(name: bytes) -> str | None:
             value = request.getHeader(name)
             return value.decode("latin-1") if value is not None else None
@@ -76,7 +78,8 @@ class Raw:
         body = b""
         if content is not None:
             content.seek(0)
-            body = content.read()
+            if not stream:
+                body = content.read()
         return cls(
             method=request.method.decode("ascii", "replace"),
             path=request.path.decode("utf-8", "replace"),
@@ -90,6 +93,7 @@ class Raw:
             cookies={k.decode("latin-1"): v.decode("latin-1")
                      for k, v in getattr(request, "received_cookies", {}).items()},
             path_args=path_args,
+            upload=content if stream else None,
         )
 
 
@@ -112,6 +116,11 @@ class Endpoint:
     tag: str = "users"
     style: str = ENVELOPE
     body_types: tuple[str, ...] = ("application/x-www-form-urlencoded", "application/json")
+    #: Streamed body (multipart uploads): not read into memory nor parsed by the pipeline;
+    #: the handler reads ``call.raw.upload``. ``max_body`` overrides ``api.max_body_bytes``
+    #: for this route (the site refuses a larger body with 413 before reading it).
+    stream: bool = False
+    max_body: int | None = None
 
     @property
     def klein_path(self) -> str:
@@ -177,6 +186,9 @@ class API:
             ep = Endpoint(method, path, summary, handler, **options)
             if not hasattr(self.app, _DECLARED):
                 setattr(self.app, _DECLARED, [])
+            taken = {(e.method, e.handler.__name__) for e in getattr(self.app, _DECLARED)}
+            if (method, handler.__name__) in taken:  # Klein would silently replace the route
+                raise ValueError(f"two {method} endpoints named {handler.__name__!r}")
             getattr(self.app, _DECLARED).append(ep)
             self._route(ep)
             return handler
@@ -187,7 +199,7 @@ class API:
         ctx = self.ctx
 
         async def serve(request: IRequest, **path_args: str) -> bytes:
-            raw = Raw.of(request, path_args)
+            raw = Raw.of(request, path_args, ep.stream)
             try:
                 reply, verdict = await ctx.blocking(run, ctx, ep, raw)
             except APIError as error:
@@ -208,7 +220,8 @@ def run(ctx: ServiceContext, ep: Endpoint, raw: Raw) -> tuple[Reply, Verdict]:
     verdict: Verdict | None = None
     try:
         query = parse_query(raw.query)
-        body = parse_body(raw.content_type, raw.body) if raw.method == "POST" else {}
+        streamed = raw.method != "POST" or ep.stream
+        body = {} if streamed else parse_body(raw.content_type, raw.body)
         creds = auth.credentials(query, raw.authorization, raw.address, body)
         info, verdict = auth.limit(ctx.limiter, creds)
         if ep.scope is not None:
@@ -244,7 +257,8 @@ def render_reply(request: IRequest, reply: Reply) -> bytes:
         web.addCookie(name.encode(), value.encode(), path=b"/oauth", max_age=str(max_age),
                       httpOnly=True, secure=request.isSecure(), sameSite="lax")
     if reply.body is None:
-        return render(request, reply.data, code=reply.code, pagination=reply.pagination)
+        return render(request, reply.data, code=reply.code, pagination=reply.pagination,
+                      meta=reply.meta)
     request.setResponseCode(reply.code)
     request.setHeader(b"content-type", reply.content_type)
     return reply.body

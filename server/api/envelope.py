@@ -35,12 +35,14 @@ def not_found(message: str) -> APIError:
 
 
 def render(
-    request: IRequest, data: Any, *, code: int = 200, pagination: dict[str, Any] | None = None
+    request: IRequest, data: Any, *, code: int = 200, pagination: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> bytes:
-    """The success envelope around ``data``, with the status and content type set."""
+    """The success envelope around ``data``, with the status and content type set; ``meta``
+    adds fields to the envelope's meta."""
     request.setResponseCode(code)
     request.setHeader(b"content-type", JSON)
-    body: dict[str, Any] = {"meta": {"code": code}, "data": data}
+    body: dict[str, Any] = {"meta": {"code": code, **(meta or {})}, "data": data}
     if pagination is not None:
         body["pagination"] = pagination
     return json.dumps(body, separators=(",", ":")).encode()

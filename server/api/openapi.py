@@ -33,6 +33,17 @@ OPERATIONAL: dict[str, dict[str, Any]] = {
         "responses": {"200": {"description": "text exposition format",
                               "content": {"text/plain": {"schema": {"type": "string"}}}}},
     }},
+    "/blobs/{name}": {"get": {
+        "summary": "A blob: an upload or a rendition, by content address", "tags": ["media"],
+        "security": [],
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {
+            "type": "string", "pattern": r"^[0-9a-f]{64}\.(jpg|png|webp|mp4)$"}}],
+        "responses": {"200": {"description": "the bytes, cacheable for a year", "content": {
+            t: {"schema": {"type": "string", "format": "binary"}}
+            for t in ("image/jpeg", "image/png", "image/webp", "video/mp4")}},
+                      "404": {"description": "no such blob", "content": {
+                          "application/json": {"schema": {"type": "object"}}}}},
+    }},
     "/v1/openapi.json": {"get": {
         "summary": "This document", "tags": ["operations"], "security": [],
         "responses": {"200": {"description": "OpenAPI 3", "content": {"application/json": {

@@ -57,11 +57,12 @@ def paginate(
     return page, {"next_url": next_url(call, cursor), "next_cursor": cursor}
 
 
-def next_url(call: Call, cursor: str) -> str:
-    """This request's URL with the next cursor. The query's other parameters stay (the
+def next_url(call: Call, cursor: str, name: str = "cursor") -> str:
+    """This request's URL with the next cursor (in parameter ``name``: ``max_id`` and its
+    kin for media lists, as the v1 API named them). The query's other parameters stay (the
     ``access_token`` too, when it came in the query, as Instagram's next_url carried it);
     ``sig`` goes, since a new query needs a new signature."""
-    query = {k: v for k, v in call.query.items() if k not in ("cursor", "sig")}
-    query["cursor"] = cursor
+    query = {k: v for k, v in call.query.items() if k not in (name, "sig")}
+    query[name] = cursor
     base = call.ctx.config.http.public_url.rstrip("/")
     return f"{base}{call.raw.path}?{urlencode(query)}"

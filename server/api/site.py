@@ -19,7 +19,21 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.iweb import IRequest
 
-from server.api import health, metrics, oauth, openapi, relationships, users
+from server.api import (
+    blobs,
+    comments,
+    feeds,
+    health,
+    likes,
+    media,
+    metrics,
+    oauth,
+    openapi,
+    relationships,
+    tags,
+    users,
+)
+from server.api.endpoint import declared
 from server.api.envelope import APIError, render_error
 from server.context import ServiceContext
 from server.logs import redact_uri
@@ -38,6 +52,7 @@ LATENCY = Histogram(
 #: Each feature module's ``routes(app, ctx)``; later features append theirs.
 ROUTE_MODULES: list[Callable[[Klein, ServiceContext], None]] = [
     health.routes, metrics.routes, users.routes, relationships.routes, oauth.routes,
+    media.routes, likes.routes, comments.routes, feeds.routes, tags.routes, blobs.routes,
     openapi.routes,
 ]
 
@@ -73,13 +88,24 @@ class Request(server.Request):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Bodies are parsed by the endpoint pipeline (or streamed by upload routes): never
+        # by twisted.web, which would read a whole multipart upload into memory for args.
+        self._parsePOSTFormSubmission = False
         self.started = time.perf_counter()
         self.request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
         self.too_large = False
         self._received = 0
 
     def _limit(self) -> int | None:
-        return getattr(getattr(self.channel, "site", None), "max_body", None)
+        """The body limit of this request's route (known from the request line, before the
+        body): a route's own ``max_body``, else the site's."""
+        site = getattr(self.channel, "site", None)
+        command = getattr(self.channel, "_command", None) or self.method
+        path = (getattr(self.channel, "_path", None) or self.uri or b"").split(b"?", 1)[0]
+        for method, pattern, limit in getattr(site, "route_limits", ()):
+            if command == method and pattern.match(path):
+                return int(limit)
+        return getattr(site, "max_body", None)
 
     def gotLength(self, length: int | None) -> None:
         limit = self._limit()
@@ -119,6 +145,8 @@ class Site(server.Site):
 
     requestFactory = Request
     max_body: int | None = None  # bytes; larger request bodies get 413 unread
+    #: (method, path pattern, limit) of routes with a limit of their own (uploads)
+    route_limits: tuple[tuple[bytes, re.Pattern[bytes], int], ...] = ()
 
     def log(self, request: Any) -> None:
         duration = time.perf_counter() - getattr(request, "started", time.perf_counter())
@@ -173,10 +201,19 @@ def build_app(ctx: ServiceContext) -> Klein:
 
 def build_site(ctx: ServiceContext) -> Site:
     """The twisted.web site serving the app."""
-    site = Site(build_app(ctx).resource())
+    app = build_app(ctx)
+    site = Site(app.resource())
     site.displayTracebacks = False
     site.max_body = ctx.config.api.max_body_bytes
+    site.route_limits = tuple((ep.method.encode(), _route_pattern(ep.path), ep.max_body)
+                              for ep in declared(app) if ep.max_body is not None)
     return site
+
+
+def _route_pattern(path: str) -> re.Pattern[bytes]:
+    """A pattern matching the raw paths of an OpenAPI path (``{arg}`` is one segment)."""
+    parts = [("[^/]+" if p.startswith("{") else re.escape(p)) for p in path.split("/")]
+    return re.compile("/".join(parts).encode() + b"$")
 
 
 def _request_id(request: IRequest) -> str:

@@ -24,6 +24,7 @@ from server.domain.ids import decode_id
 from server.domain.log import AppendRequest, NewEvent
 from server.interfaces import IEventStore
 from server.passwords import hash_password
+from server.shards import mapped_shard
 from server.store import accounts, graph
 from server.store.accounts import User
 
@@ -79,11 +80,7 @@ def target_id(call: Call, name: str = "user_id") -> int:
     if text == "self":
         return call.user_id
     user_id = int(text)
-    try:
-        shard = decode_id(user_id).shard
-    except ValueError:
-        shard = -1
-    if not 0 <= shard < call.ctx.router.count:
+    if mapped_shard(call.ctx.router, user_id) is None:
         raise not_found("this user does not exist")
     return user_id
 

@@ -75,6 +75,30 @@ class UserUnfollowed(_Pair):
     reason: str = "unfollowed"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _FollowerSide(Event):
+    followee: int
+    follower: int
+    source: int  # the follow-stream event this mirrors (its id: the idempotency key's root)
+
+
+@EVENTS.event("FollowerRequested", version=1)
+class FollowerRequested(_FollowerSide):
+    """The followers side of a follow request (in the followee's shard)."""
+
+
+@EVENTS.event("FollowerAdded", version=1)
+class FollowerAdded(_FollowerSide):
+    """The followers side of an active edge: the followee now has this follower."""
+
+
+@EVENTS.event("FollowerRemoved", version=1)
+class FollowerRemoved(_FollowerSide):
+    """The followers side of a removed edge (unfollow, ignored request, block)."""
+
+    reason: str = "unfollowed"
+
+
 @EVENTS.event("UserBlocked", version=1)
 class UserBlocked(Event):
     blocker: int
@@ -96,11 +120,37 @@ EDGE_AFTER: dict[str, Edge] = {
     "UserUnfollowed": Edge.NONE,
 }
 FOLLOW_TYPES = tuple(EDGE_AFTER)
+#: The followers-side events (``followers:{followee}:{follower}`` streams, in the followee's
+#: shard), the edge state each leaves, and the follow-stream events they mirror.
+FOLLOWER_EDGE_AFTER: dict[str, Edge] = {
+    "FollowerRequested": Edge.REQUESTED,
+    "FollowerAdded": Edge.ACTIVE,
+    "FollowerRemoved": Edge.NONE,
+}
+FOLLOWER_TYPES = tuple(FOLLOWER_EDGE_AFTER)
 BLOCK_TYPES = ("UserBlocked", "UserUnblocked")
 
 
 def follow_stream(follower: int, followee: int) -> str:
     return f"follow:{follower}:{followee}"
+
+
+def followers_stream(followee: int, follower: int) -> str:
+    """The followers side of one edge: lives in the followee's shard, next to the followee's
+    media, so a post and a new follower are ordered by that shard's log."""
+    return f"followers:{followee}:{follower}"
+
+
+def mirror(event: Event, source: int) -> Event:
+    """The followers-side event mirroring a follow-stream event (``source`` is its id)."""
+    follower, followee = event.follower, event.followee  # type: ignore[attr-defined]
+    state = EDGE_AFTER[event.TYPE]
+    if state is Edge.ACTIVE:
+        return FollowerAdded(followee=followee, follower=follower, source=source)
+    if state is Edge.REQUESTED:
+        return FollowerRequested(followee=followee, follower=follower, source=source)
+    reason = getattr(event, "reason", "ignored" if event.TYPE == "FollowIgnored" else "unfollowed")
+    return FollowerRemoved(followee=followee, follower=follower, source=source, reason=reason)
 
 
 def block_stream(blocker: int, blocked: int) -> str:

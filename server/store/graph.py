@@ -3,8 +3,11 @@
 - ``follows`` (the follower's shard) and ``users.follows_count``: inline projections of the
   follow stream's events, written in the append's transaction.
 - ``blocks`` (the blocker's shard): inline projection of the block stream.
-- ``followers`` (the followee's shard) and ``users.followed_by_count``: written by the
-  ``followers`` consumer with ``apply_followers``.
+- ``followers`` (the followee's shard) and ``users.followed_by_count``: inline projections
+  of the followers-side events (``FollowerRequested``/``FollowerAdded``/``FollowerRemoved``
+  on ``followers:{followee}:{follower}`` streams), which the ``followers`` consumer appends
+  in the followee's shard. So a followee's new followers and its posts are ordered by one
+  shard's log, and the ``fanout`` consumer sees them in that order.
 
 Both sides use ``set_edge``: it sets an edge to an absolute state and reports how the active
 count changed, so applying the same events again (after a crash between apply and
@@ -16,7 +19,14 @@ from __future__ import annotations
 from collections import defaultdict
 
 from server.db import Txn
-from server.domain.graph import BLOCK_TYPES, EDGE_AFTER, FOLLOW_TYPES, Edge
+from server.domain.graph import (
+    BLOCK_TYPES,
+    EDGE_AFTER,
+    FOLLOW_TYPES,
+    FOLLOWER_EDGE_AFTER,
+    FOLLOWER_TYPES,
+    Edge,
+)
 from server.domain.ids import shard_of
 from server.domain.log import RecordedEvent
 from server.domain.shards import schema_name
@@ -64,16 +74,17 @@ def set_edge(
 
 
 def apply_edges(txn: Txn, side: tuple[str, str], events: list[RecordedEvent]) -> int:
-    """Apply follow-stream events to one side in log order, then adjust the owners' counts
-    (in id order, so concurrent writers lock count rows in the same order). Returns how many
-    edges changed."""
+    """Apply follow-stream events (FOLLOWS) or followers-side events (FOLLOWERS) in log
+    order, then adjust the owners' counts (in id order, so concurrent writers lock count rows
+    in the same order). Returns how many edges changed."""
     deltas: dict[int, int] = defaultdict(int)
     changed = 0
     for e in events:
         follower, followee = e.data.follower, e.data.followee  # type: ignore[attr-defined]
         owner = follower if side is FOLLOWS else followee
         before = deltas[owner]
-        delta = set_edge(txn, side, follower, followee, EDGE_AFTER[e.type], e.id, e.created_ms)
+        state = (EDGE_AFTER if side is FOLLOWS else FOLLOWER_EDGE_AFTER)[e.type]
+        delta = set_edge(txn, side, follower, followee, state, e.id, e.created_ms)
         deltas[owner] = before + delta
         changed += 1 if delta else 0
     for owner in sorted(deltas):
@@ -89,6 +100,11 @@ def apply_edges(txn: Txn, side: tuple[str, str], events: list[RecordedEvent]) ->
 @INLINE.on(*FOLLOW_TYPES)
 def _follows(txn: Txn, events: list[RecordedEvent]) -> None:
     apply_edges(txn, FOLLOWS, events)
+
+
+@INLINE.on(*FOLLOWER_TYPES)
+def _followers(txn: Txn, events: list[RecordedEvent]) -> None:
+    apply_edges(txn, FOLLOWERS, events)
 
 
 @INLINE.on(*BLOCK_TYPES)
@@ -144,3 +160,39 @@ def page(
         (owner, state.value, before if before is not None else 2**63 - 1, limit),
     )
     return [(int(a), int(b)) for a, b in rows]
+
+
+def followers_count_txn(txn: Txn, user: int) -> int:
+    """The user's active followers (``users.followed_by_count``; ``txn`` on its database)."""
+    row = txn.fetchone(
+        f"SELECT followed_by_count FROM {schema_name(shard_of(user))}.users WHERE id = %s",
+        (user,))
+    return int(row[0]) if row else 0
+
+
+def followers_range(txn: Txn, followee: int, first: int, end: int | None) -> list[int]:
+    """The followee's active followers ``first <= f < end`` (None: no end), ascending."""
+    rows = txn.fetchall(
+        f"SELECT follower FROM {schema_name(shard_of(followee))}.followers WHERE followee = %s "
+        "AND state = 'active' AND follower >= %s AND follower < %s ORDER BY follower",
+        (followee, first, end if end is not None else 2**63 - 1))
+    return [int(r[0]) for r in rows]
+
+
+def chunk_starts(txn: Txn, followee: int, size: int) -> list[int]:
+    """The first follower id of each run of ``size`` active followers (ascending ids): the
+    boundaries of fan-out chunks, from one index-only pass over the followee's edges."""
+    rows = txn.fetchall(
+        f"SELECT follower FROM (SELECT follower, row_number() OVER (ORDER BY follower) AS n "
+        f"FROM {schema_name(shard_of(followee))}.followers WHERE followee = %s "
+        "AND state = 'active') t WHERE (n - 1) %% %s = 0 ORDER BY follower",
+        (followee, size))
+    return [int(r[0]) for r in rows]
+
+
+def active_followees(txn: Txn, follower: int) -> list[int]:
+    """Everyone the user follows (active edges; ``txn`` on the follower's database)."""
+    rows = txn.fetchall(
+        f"SELECT followee FROM {schema_name(shard_of(follower))}.follows WHERE follower = %s "
+        "AND state = 'active'", (follower,))
+    return [int(r[0]) for r in rows]

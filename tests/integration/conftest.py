@@ -108,7 +108,9 @@ def fresh_env(stack: LocalStack) -> Iterator[Env]:
             cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "shutterlog_{i}" STRATEGY FILE_COPY')
     client = redis.Redis.from_url(stack.redis_url)
     client.flushall()
-    variables = env_for(stack, dbnames, namespace=f"t{n}.")
+    blobs = Path(tempfile.mkdtemp(prefix=f"shutterlog-blobs{n}-"))
+    variables = env_for(stack, dbnames, namespace=f"t{n}.") | {
+        "SHUTTERLOG_MEDIA_BLOB_DIR": str(blobs)}
     cfg = load(env=variables, search_default=False)
     router = ShardRouter(cfg.shard_map, pool_size=8, name="shutterlog-test")
     try:
@@ -116,6 +118,7 @@ def fresh_env(stack: LocalStack) -> Iterator[Env]:
     finally:
         router.close()
         client.close()
+        shutil.rmtree(blobs, ignore_errors=True)
         with admin.cursor() as cur:
             for name in dbnames:
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -27,3 +27,13 @@ def test_geo_backends_provide_igeoindex() -> None:
                   SolrGeoIndex(solr.solr, namespace="r1")):
         assert verifyObject(IGeoIndex, index)
     assert (pg.namespace, solr.namespace) == (None, None)
+
+
+def test_feed_store_provides_ifeedstore() -> None:
+    """The Redis feed store is an IFeedStore (no connection is made)."""
+    import redis
+
+    from server.interfaces import IFeedStore
+    from server.store.feeds import FeedStore
+
+    assert verifyObject(IFeedStore, FeedStore(redis.Redis(port=1), 800, 800))

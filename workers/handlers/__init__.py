@@ -11,6 +11,12 @@ from server import catalog
 MODULES: list[str] = [
     "workers.handlers.followers",
     "workers.handlers.blocks",
+    "workers.handlers.fanout",
+    "workers.handlers.media_render",
+    "workers.handlers.tags",
+    "workers.handlers.activity",
+    "workers.handlers.counters",
+    "workers.handlers.liked",
 ]
 
 

@@ -1,0 +1,187 @@
+"""Home feeds and users' recent media in Redis (a projection: rebuildable from PostgreSQL).
+
+Keys (README, "Redis keys"):
+
+- ``feed:{user}``: sorted set of media ids (decimal strings) scored by ``millis_of(id)``;
+  at most ``feeds.size`` entries. Written by the ``fanout`` consumer (pushes, follow merges,
+  removals); read by ``GET /v1/users/self/feed``.
+- ``umedia:{user}``: the same for a user's own recent ready media (``feeds.user_media_size``):
+  merged into a new follower's feed, and into followers' feeds at read time when the user
+  is not pushed (hybrid fan-out).
+- ``fanout:pulled``: set of users whose posts were not pushed (more followers than
+  ``feeds.hybrid_threshold`` when they posted): readers merge their ``umedia``.
+- ``lease:feed:{user}``: who is rebuilding a lost feed (SET NX PX).
+
+Both sorted sets hold the member ``-`` (score 0) once complete. A set without it was lost
+(Redis flushed, a new replica) and has at most what pushes added since: it is rebuilt from
+PostgreSQL when next read (pushes never wait for that, and a rebuild adds to what they
+added, so a post that races a rebuild is kept either way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import redis
+
+from zope.interface import implementer
+
+from server.domain.feeds import COMPLETE, score, score_range, within
+from server.interfaces import IFeedStore, IShardRouter
+from server.store import media
+
+#: Add one member to many sorted sets, each trimmed to its newest ARGV[1] entries (the
+#: completeness marker, the lowest score, is kept). ARGV: cap, score, member.
+_PUSH = """
+local cap = tonumber(ARGV[1])
+for _, key in ipairs(KEYS) do
+  if redis.call('ZADD', key, ARGV[2], ARGV[3]) == 1 then
+    local n = redis.call('ZCARD', key)
+    if n > cap then
+      local m = redis.call('ZSCORE', key, '-') and 1 or 0
+      if n - m > cap then redis.call('ZREMRANGEBYRANK', key, m, n - cap - 1) end
+    end
+  end
+end
+return #KEYS
+"""
+#: Add many members to one sorted set, then trim as above. ARGV: cap, complete (1: also set
+#: the marker), then score, member pairs.
+_MERGE = """
+local cap = tonumber(ARGV[1])
+local key = KEYS[1]
+if ARGV[2] == '1' then redis.call('ZADD', key, 0, '-') end
+for i = 3, #ARGV, 2 do redis.call('ZADD', key, ARGV[i], ARGV[i + 1]) end
+local n = redis.call('ZCARD', key)
+local m = redis.call('ZSCORE', key, '-') and 1 or 0
+if n - m > cap then redis.call('ZREMRANGEBYRANK', key, m, n - cap - 1) end
+return n
+"""
+#: Keys per push call: one script call carries many feeds (one command to pack and send,
+#: instead of two per feed). Redis Cluster would need them grouped by hash slot first.
+PUSH_BATCH = 1000
+PULLED = "fanout:pulled"
+
+
+def feed_key(user: int) -> str:
+    return f"feed:{user}"
+
+
+def umedia_key(user: int) -> str:
+    return f"umedia:{user}"
+
+
+@implementer(IFeedStore)
+class FeedStore:
+    """Feeds and recent media of users in one Redis."""
+
+    def __init__(self, client: redis.Redis, size: int, user_media_size: int) -> None:
+        self.redis = client
+        self.size = size
+        self.user_media_size = user_media_size
+        self._push = client.register_script(_PUSH)
+        self._merge = client.register_script(_MERGE)
+
+    # --- writes (the fanout consumer) ---------------------------------------------------------
+
+    def push(self, media_id: int, users: Sequence[int]) -> None:
+        args = (self.size, score(media_id), media_id)
+        for i in range(0, len(users), PUSH_BATCH):
+            self._push(keys=[feed_key(u) for u in users[i:i + PUSH_BATCH]], args=args)
+
+    def merge(self, user: int, media_ids: Iterable[int], complete: bool = False) -> None:
+        self._add(feed_key(user), media_ids, self.size, complete)
+
+    def remove(self, media_ids: Sequence[int], users: Sequence[int]) -> None:
+        if not media_ids:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for u in users:
+            pipe.execute_command("ZREM", feed_key(u), *media_ids)
+        pipe.execute()
+
+    def add_own(self, owner: int, media_id: int) -> None:
+        self._add(umedia_key(owner), [media_id], self.user_media_size, False)
+
+    def remove_own(self, owner: int, media_id: int) -> None:
+        self.redis.execute_command("ZREM", umedia_key(owner), media_id)
+
+    def set_own(self, owner: int, media_ids: Iterable[int]) -> None:
+        self._add(umedia_key(owner), media_ids, self.user_media_size, True)
+
+    def mark_pulled(self, owner: int) -> None:
+        self.redis.execute_command("SADD", PULLED, owner)
+
+    def _add(self, key: str, media_ids: Iterable[int], cap: int, complete: bool) -> None:
+        args: list[int | str] = [cap, "1" if complete else "0"]
+        for m in media_ids:
+            args += [score(m), m]
+        if len(args) > 2 or complete:
+            self._merge(keys=[key], args=args)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def page(self, user: int, max_id: int | None, min_id: int | None, limit: int
+             ) -> tuple[list[int], bool]:
+        return self._page(feed_key(user), max_id, min_id, limit)
+
+    def own(self, owner: int, max_id: int | None, min_id: int | None, limit: int
+            ) -> tuple[list[int], bool]:
+        return self._page(umedia_key(owner), max_id, min_id, limit)
+
+    def owns(self, owners: Sequence[int], max_id: int | None, min_id: int | None, limit: int
+             ) -> dict[int, tuple[list[int], bool]]:
+        hi, lo = score_range(max_id, min_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for o in owners:
+            pipe.execute_command("ZSCORE", umedia_key(o), COMPLETE)
+            pipe.execute_command("ZREVRANGEBYSCORE", umedia_key(o), hi, lo, "LIMIT", 0,
+                                 limit + 8)
+        out = pipe.execute()
+        return {o: (_ids(out[2 * i + 1], max_id, min_id), out[2 * i] is not None)
+                for i, o in enumerate(owners)}
+
+    def pulled(self, owners: Sequence[int]) -> set[int]:
+        if not owners:
+            return set()
+        flags = self.redis.execute_command("SMISMEMBER", PULLED, *owners)
+        return {o for o, f in zip(owners, flags, strict=True) if f}
+
+    def _page(self, key: str, max_id: int | None, min_id: int | None, limit: int
+              ) -> tuple[list[int], bool]:
+        hi, lo = score_range(max_id, min_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.execute_command("ZSCORE", key, COMPLETE)
+        # A few more than asked: ids of max_id's own millisecond are filtered out after.
+        pipe.execute_command("ZREVRANGEBYSCORE", key, hi, lo, "LIMIT", 0, limit + 8)
+        marker, members = pipe.execute()
+        return _ids(members, max_id, min_id)[:limit], marker is not None
+
+    def take_rebuild(self, user: int, lease_ms: int) -> bool:
+        return bool(self.redis.set(f"lease:feed:{user}", "1", nx=True, px=lease_ms))
+
+    def drop_rebuild(self, user: int) -> None:
+        self.redis.delete(f"lease:feed:{user}")
+
+
+def _ids(members: list[bytes], max_id: int | None, min_id: int | None) -> list[int]:
+    ids = [int(m) for m in members if m != COMPLETE.encode()]
+    return sorted((i for i in ids if within(i, max_id, min_id)), reverse=True)
+
+
+def recent_own(feeds: IFeedStore, router: IShardRouter, owners: Sequence[int],
+               max_id: int | None = None, min_id: int | None = None, limit: int | None = None
+               ) -> dict[int, list[int]]:
+    """Each owner's recent ready media (newest first, within the bounds), from Redis; an
+    owner's set found incomplete is first rebuilt from PostgreSQL."""
+    size = limit or feeds.user_media_size  # type: ignore[attr-defined]
+    found = feeds.owns(owners, max_id, min_id, size) if owners else {}
+    out: dict[int, list[int]] = {}
+    for owner, (ids, complete) in found.items():
+        if not complete:
+            truth = media.recent_of_owners(router, [owner],
+                                           feeds.user_media_size)  # type: ignore[attr-defined]
+            feeds.set_own(owner, truth)
+            ids = [i for i in truth if within(i, max_id, min_id)][:size]
+        out[owner] = ids
+    return out

@@ -1,0 +1,123 @@
+"""The ``fanout`` consumer: home feeds from posts, deletions and followers.
+
+It reads the owner's shard, where a medium's events and the owner's followers-side events
+are ordered by one log, so a follow racing a post is always resolved: whichever comes first
+in the log, the other's handler sees its effect (the followers table, or the ready medium).
+
+- ``MediaRendered`` (the medium became visible): into the owner's recent media, then to the
+  owner's own feed and each active follower's, by how many followers there are
+  (``server.domain.feeds.mode``): pushed here (up to ``feeds.chunk_size``), by durable chunk
+  tasks (``fanout`` tasks of ``chunk_size`` followers each, one Gearman job each: a post
+  with a million followers never holds this consumer, so the next post of an account with
+  ten is delivered at once), or not at all above ``feeds.hybrid_threshold`` (the owner is
+  marked pulled: readers merge its recent media).
+- ``MediaDeleted``: out of the owner's recent media and every follower's feed (the same way).
+  Readers drop deleted media anyway; this frees the slots.
+- ``FollowerAdded``: the followee's recent media into the new follower's feed (unless the
+  followee is pulled). ``FollowerRemoved`` (unfollow, block): out again.
+
+Every write is idempotent (ZADD/ZREM of ids), so a batch applied again changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from server.domain.feeds import Mode, chunks, mode
+from server.domain.graph import FollowerAdded, FollowerRemoved
+from server.domain.ids import shard_of
+from server.domain.log import RecordedEvent
+from server.domain.media import MediaDeleted, MediaRendered
+from server.store import graph
+from server.store.feeds import FeedStore, recent_own
+from workers.consumers import consumer
+from workers.context import WorkerContext
+from workers.tasks import submit_tasks, task_handler
+
+log = logging.getLogger(__name__)
+FOLLOWER_EVENTS = ("FollowerAdded", "FollowerRemoved")
+
+
+def feed_store(ctx: WorkerContext) -> FeedStore:
+    f = ctx.config.feeds
+    return FeedStore(ctx.redis, f.size, f.user_media_size)
+
+
+@consumer("fanout", "MediaRendered", "MediaDeleted", *FOLLOWER_EVENTS, batch_size=500)
+def fanout(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
+    feeds = feed_store(ctx)
+    run: list[RecordedEvent] = []
+    for e in events:
+        if e.type in FOLLOWER_EVENTS:
+            run.append(e)
+            continue
+        if run:
+            followers_changed(ctx, feeds, run)
+            run = []
+        data = e.data
+        if isinstance(data, MediaRendered):
+            feeds.add_own(data.owner, data.media_id)
+            spread(ctx, feeds, "push", data.media_id, data.owner)
+        elif isinstance(data, MediaDeleted):
+            feeds.remove_own(data.owner, data.media_id)
+            spread(ctx, feeds, "remove", data.media_id, data.owner)
+    if run:
+        followers_changed(ctx, feeds, run)
+
+
+def spread(ctx: WorkerContext, feeds: FeedStore, op: str, media_id: int, owner: int) -> None:
+    """Push a medium to (or remove it from) the feeds of its owner and followers."""
+    settings = ctx.config.feeds
+    db = ctx.router.database(shard_of(owner))
+    count = db.run_interaction("followers_count", graph.followers_count_txn, owner)
+    how = mode(count, settings.hybrid_threshold, settings.chunk_size)
+    apply(feeds, op, media_id, [owner])
+    if how is Mode.PULL:
+        if op == "push":
+            feeds.mark_pulled(owner)
+        return
+    if how is Mode.INLINE:
+        followers = db.run_interaction("followers", graph.followers_range, owner, 0, None)
+        apply(feeds, op, media_id, followers)
+        return
+    starts = db.run_interaction("chunk_starts", graph.chunk_starts, owner, settings.chunk_size)
+    payloads = [{"op": op, "media": media_id, "owner": owner, "first": c.first, "end": c.end}
+                for c in chunks(starts)]
+    submit_tasks(ctx, "fanout", payloads, shard=shard_of(owner))
+    log.info("fanout: %s of %d to %d followers in %d chunk tasks", op, media_id, count,
+             len(payloads))
+
+
+def apply(feeds: FeedStore, op: str, media_id: int, users: list[int]) -> None:
+    if op == "push":
+        feeds.push(media_id, users)
+    else:
+        feeds.remove([media_id], users)
+
+
+@task_handler("fanout")
+def fanout_chunk(ctx: WorkerContext, payload: Any) -> None:
+    """One chunk of a large fan-out: the followers in [first, end) of the owner."""
+    owner = payload["owner"]
+    followers = ctx.router.database(shard_of(owner)).run_interaction(
+        "followers", graph.followers_range, owner, payload["first"], payload["end"])
+    apply(feed_store(ctx), payload["op"], payload["media"], followers)
+
+
+def followers_changed(ctx: WorkerContext, feeds: FeedStore, events: list[RecordedEvent]
+                      ) -> None:
+    """A run of FollowerAdded/FollowerRemoved: the followees' recent media read once, then
+    merged into or removed from each follower's feed, in log order."""
+    followees = sorted({e.data.followee for e in events})  # type: ignore[attr-defined]
+    pulled = feeds.pulled(followees)  # merged at read time: nothing to merge now
+    recent = recent_own(feeds, ctx.router, followees)
+    for e in events:
+        data = e.data
+        media_ids = recent.get(data.followee, [])  # type: ignore[attr-defined]
+        if not media_ids:
+            continue
+        if isinstance(data, FollowerAdded) and data.followee not in pulled:
+            feeds.merge(data.follower, media_ids)
+        elif isinstance(data, FollowerRemoved):
+            feeds.remove(media_ids, [data.follower])
