@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from plugins.geo import open_index
+from plugins.geo.solr import SolrGeoIndex, solr_client
+from scripts.fakes.solr import FakeSolr
 from scripts.seed import ready_medium
 from server.domain import geo
 from server.domain.geo import GeoQuery, boundary_tolerance_m, haversine_m
@@ -33,6 +35,7 @@ EQUATOR = (0.3, 32.5)
 PRIVACY = (10.0, 10.0)
 BLOCKS = (20.0, -20.0)
 LOCATIONS = (48.854, 2.3325)
+REPLAYS = (-40.0, -70.0)
 
 
 @pytest.fixture(scope="module")
@@ -306,20 +309,47 @@ def test_privacy_switch_is_idempotent_and_checked(api: Api) -> None:
     assert api.get("/v1/users/self", token).json()["data"]["is_private"] is True
 
 
+EVERYWHERE = [GeoQuery(lat, lng, 5000, limit=1000) for lat, lng in
+              (NORTH_POLE, ANTIMERIDIAN, SOUTH, EQUATOR, PRIVACY, BLOCKS, LOCATIONS, REPLAYS)]
+
+
+def same_index(api: Api, built: IGeoIndex, live: IGeoIndex) -> None:
+    """After a public and a private medium of their own, the consumer run from the origin
+    into ``built`` (what a replay does) makes it hold as many points as the live index and
+    answer every area's anonymous search alike."""
+    public, _ = api.user()
+    private, _ = api.user(is_private="true")
+    shown, hidden = (ready_medium(api.env.store, api.env.router, int(user["id"]),
+                                  place=REPLAYS) for user in (public, private))
+    settle(api.env)
+    driver = Driver(api.env)
+    driver.ctx.geo = built
+    driver.drive("geo_index")
+    built.refresh()
+    assert built.count() == live.count() > 1
+    found = {h.media_id for h in built.search(GeoQuery(*REPLAYS))}
+    assert shown in found and hidden not in found
+    for q in EVERYWHERE:
+        assert [h.media_id for h in built.search(q)] == [h.media_id for h in live.search(q)]
+
+
 def test_replay_into_a_fresh_namespace_builds_the_same_index(api: Api, geo_index: IGeoIndex
                                                              ) -> None:
     """The consumer run from the origin with ``ctx.geo`` bound to a new namespace (what the
     replay CLI does) builds the index the live consumer built, hidden flags included."""
-    live = geo_index
-    driver = Driver(api.env)
-    fresh = live.create("rebuild_test")
+    fresh = geo_index.create("rebuild_test")
     try:
-        driver.ctx.geo = fresh
-        driver.drive("geo_index")
-        everywhere = [GeoQuery(lat, lng, 5000, limit=1000) for lat, lng in
-                      (NORTH_POLE, ANTIMERIDIAN, SOUTH, EQUATOR, PRIVACY, BLOCKS, LOCATIONS)]
-        assert fresh.count() == live.count() > 0
-        for q in everywhere:
-            assert fresh.search(q) == live.search(q)
+        same_index(api, fresh, geo_index)
     finally:
-        live.drop("rebuild_test")
+        geo_index.drop("rebuild_test")
+
+
+def test_the_consumer_builds_the_same_index_on_solr(api: Api, geo_index: IGeoIndex) -> None:
+    """The same consumer writing to the Solr backend (the local Solr server) builds an index
+    that answers as the live PostGIS one does."""
+    fake = FakeSolr()
+    fake.start()
+    try:
+        same_index(api, SolrGeoIndex(solr_client(fake.url, 5000)), geo_index)
+    finally:
+        fake.stop()

@@ -3,7 +3,7 @@ projection (``ctx.locations``), from media and privacy events.
 
 For every medium an event of the batch touches, the consumer reads the medium's row and its
 owner's privacy and makes the index agree with them: a ready medium with a place is indexed
-(hidden while its owner is private), anything else (processing, deleted, missing) is removed.
+(hidden while its owner is private), a deleted one is removed.
 An ``AccountPrivacyChanged`` hides or shows the owner's points as the users row says now.
 Reading the current rows makes the result the same however often, and in whatever batches,
 the events are applied; a replay gives the consumer a context whose ``geo`` is bound to a
@@ -49,11 +49,16 @@ def geo_index(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
     for owner in sorted(owners):
         if owner in private:
             ctx.geo.set_owner_hidden(owner, private[owner])
-    points = [
-        GeoPoint(r.id, r.owner, r.lat, r.lng, r.created_ms, r.location_id,
-                 private.get(r.owner, False))
-        for r in rows.values()
-        if r.state is State.READY and r.lat is not None and r.lng is not None
-    ]
-    ctx.geo.upsert(points)
-    ctx.geo.remove(sorted(media_ids - {p.media_id for p in points}))
+    placed = [r for r in rows.values() if r.lat is not None and r.lng is not None]
+    points = [GeoPoint(r.id, r.owner, r.lat, r.lng, r.created_ms, r.location_id,
+                       private.get(r.owner, False))
+              for r in placed if r.lat is not None and r.lng is not None
+              and r.state is State.READY]
+    # Only deleted media can be in the index and have to leave it: a processing medium was
+    # never indexed (it is ready before it is indexed, and never goes back). Calls are
+    # skipped when empty: each costs a round trip (and Solr a soft commit for removals).
+    gone = sorted(r.id for r in placed if r.state is State.DELETED)
+    if points:
+        ctx.geo.upsert(points)
+    if gone:
+        ctx.geo.remove(gone)
