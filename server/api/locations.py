@@ -7,7 +7,7 @@ so they find them here too); every result is then hydrated and checked like any 
 (deleted, not ready, private and not followed, owner blocking the caller: dropped), and
 media of accounts the caller blocks are dropped as well. The index is eventually consistent
 (the ``geo_index`` consumer), the checks are not: a medium deleted or made private a moment
-ago is never shown to a stranger, it may only leave a page one short.
+ago is never shown to a stranger, it may only leave a page short.
 """
 
 from __future__ import annotations
