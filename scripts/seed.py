@@ -20,16 +20,17 @@ BATCH = 2000
 
 
 def ready_medium(store: IEventStore, router: IShardRouter, owner: int, caption: str = "",
-                 visibility: str = "public") -> int:
+                 visibility: str = "public", place: tuple[float, float] | None = None) -> int:
     """A ready medium of ``owner``: MediaPosted then MediaRendered in one append, rendition
-    names made up from the id (no blob behind them)."""
+    names made up from the id (no blob behind them); ``place`` its (lat, lng), if any."""
     shard = shard_of(owner)
     media_id = router.database(shard).run_interaction("id", new_id, shard)
     fake = f"{media_id:064x}"[-64:] + ".jpg"
     posted = MediaPosted(
         media_id=media_id, owner=owner, type="image", blob=fake, width=640, height=640,
         duration_ms=0, caption=caption, tags=tags.hashtags(caption),
-        mentions=tags.mentions(caption), filter="Normal", lat=None, lng=None,
+        mentions=tags.mentions(caption), filter="Normal", lat=place[0] if place else None,
+        lng=place[1] if place else None,
         location_name="", location_id=None, share_to=(), visibility=visibility)
     rendered = MediaRendered(media_id=media_id, owner=owner,
                              images={"thumbnail": fake, "low_resolution": fake,

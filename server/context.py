@@ -15,7 +15,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from server.config import Config
-from server.interfaces import IBlobStore
+from server.interfaces import IBlobStore, IGeoIndex
 from server.secretbox import SecretBox
 from server.shards import ShardRouter
 from server.store import media
@@ -23,6 +23,7 @@ from server.store.apps import PURPOSE
 from server.store.counters import CounterCache
 from server.store.events import PostgresEventStore
 from server.store.feeds import FeedStore
+from server.store.places import LocationStore, geo_database
 from server.store.ratelimit import Limits, RateLimiter
 from server.store.tokens import Tokens
 
@@ -85,10 +86,25 @@ class ServiceContext:
         """Media like and comment counts (Redis, read through to PostgreSQL)."""
         return CounterCache(self.redis, lambda ids: media.counts(self.router, ids))
 
+    @cached_property
+    def geo(self) -> IGeoIndex:
+        """The geo index (``geo.backend``), bound to the live namespace. The replay CLI may
+        set it to an index bound to a fresh namespace before running the geo consumer."""
+        from plugins.geo import open_index
+
+        return open_index(self.config, self.router)
+
+    @cached_property
+    def locations(self) -> LocationStore:
+        """The locations projection (in the geo database; the replay may set another table)."""
+        return LocationStore(geo_database(self.config, self.router))
+
     def blocking(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> Deferred[R]:
         """Run ``fn`` in the threadpool; the Deferred fires with its result."""
         return deferToThreadPool(self.reactor, self.pool, fn, *args, **kwargs)
 
     def close(self) -> None:
+        if "geo" in self.__dict__:
+            self.geo.close()
         self.router.close()
         self.redis.close()

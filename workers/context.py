@@ -8,8 +8,10 @@ from functools import cached_property
 import redis
 
 from server.config import Config
+from server.interfaces import IGeoIndex
 from server.shards import ShardRouter
 from server.store.events import PostgresEventStore
+from server.store.places import LocationStore, geo_database
 from workers.gearman import GearmanClient
 
 
@@ -34,7 +36,22 @@ class WorkerContext:
         """A client of every configured gearmand (for submitting jobs and tasks)."""
         return GearmanClient(self.config.gearman.servers)
 
+    @cached_property
+    def geo(self) -> IGeoIndex:
+        """The geo index (``geo.backend``), bound to the live namespace. The replay CLI may
+        set it to an index bound to a fresh namespace before running the geo consumer."""
+        from plugins.geo import open_index
+
+        return open_index(self.config, self.router)
+
+    @cached_property
+    def locations(self) -> LocationStore:
+        """The locations projection (in the geo database; the replay may set another table)."""
+        return LocationStore(geo_database(self.config, self.router))
+
     def close(self) -> None:
+        if "geo" in self.__dict__:
+            self.geo.close()
         self.router.close()
         self.redis.close()
         if "gearman" in self.__dict__:

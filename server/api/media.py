@@ -11,6 +11,7 @@ it out of feeds, tags and the owner's recent media.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from klein import Klein
@@ -28,8 +29,10 @@ from server.domain import tags as tagging
 from server.domain.geo import GeoValueError, parse_timestamp_ms
 from server.domain.graph import may_view
 from server.domain.ids import shard_of
+from server.domain.locations import SAME_PLACE_M, same_place
 from server.domain.log import AppendRequest, NewEvent
 from server.domain.media import (
+    Details,
     MediaDeleted,
     MediaPosted,
     State,
@@ -63,6 +66,22 @@ def media_page(call: Call, ids: list[int], cursor: str = "max_id", more: bool = 
     return Reply(data, pagination=pagination, meta=meta)
 
 
+def resolve_location(call: Call, d: Details) -> Details:
+    """The upload's place as a known location: ``location_id`` must name a recorded one (its
+    name wins); a ``location_name`` alone takes the id of the same-named place nearby, if
+    any (else ``post_txn`` mints it: the medium's own id)."""
+    if d.location_id is not None:
+        known = call.ctx.locations.get(d.location_id)
+        if known is None:
+            raise invalid("location_id names no known location")
+        return replace(d, location_name=known.name)
+    if d.location_name and d.lat is not None and d.lng is not None:
+        for known in call.ctx.locations.near(d.lat, d.lng, SAME_PLACE_M, 20, d.location_name):
+            if same_place(known, d.location_name, d.lat, d.lng):
+                return replace(d, location_id=known.id)
+    return d
+
+
 def post_txn(txn: Txn, call: Call, up: Upload, key: str | None) -> int:
     store_ = call.ctx.store
     owner = call.user_id
@@ -83,7 +102,8 @@ def post_txn(txn: Txn, call: Call, up: Upload, key: str | None) -> int:
         height=p.height, duration_ms=p.duration_ms, caption=d.caption,
         tags=tagging.hashtags(d.caption), mentions=tagging.mentions(d.caption),
         filter=d.filter, lat=d.lat, lng=d.lng, location_name=d.location_name,
-        location_id=d.location_id, share_to=d.share_to,
+        location_id=media_id if d.location_name and d.location_id is None else d.location_id,
+        share_to=d.share_to,
         visibility="private" if user.is_private else "public",
     )
     store_.append_txn(txn, [AppendRequest(shard, media_stream(media_id),
@@ -115,6 +135,7 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
     )
     def upload(call: Call) -> Reply:
         up = receive(call)
+        up = replace(up, details=resolve_location(call, up.details))
         key = call.idempotency_key(f"u{call.user_id}")
         media_id = ctx.router.database(shard_of(call.user_id)).run_interaction(
             "post_media", post_txn, call, up, key)

@@ -25,6 +25,7 @@ from server.api import (
     feeds,
     health,
     likes,
+    locations,
     media,
     metrics,
     oauth,
@@ -52,8 +53,8 @@ LATENCY = Histogram(
 #: Each feature module's ``routes(app, ctx)``; later features append theirs.
 ROUTE_MODULES: list[Callable[[Klein, ServiceContext], None]] = [
     health.routes, metrics.routes, users.routes, relationships.routes, oauth.routes,
-    media.routes, likes.routes, comments.routes, feeds.routes, tags.routes, blobs.routes,
-    openapi.routes,
+    media.routes, likes.routes, comments.routes, feeds.routes, tags.routes, locations.routes,
+    blobs.routes, openapi.routes,
 ]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -17,11 +17,11 @@ from server.api.envelope import APIError, invalid, not_found
 from server.api.pagination import COUNT, CURSOR, paginate
 from server.api.params import Param
 from server.context import ServiceContext
-from server.db import Txn
+from server.db import RetryTransaction, Txn
 from server.domain import accounts as rules
-from server.domain.accounts import AccountError, Register, UserRegistered
+from server.domain.accounts import AccountError, Register, UserRegistered, user_stream
 from server.domain.ids import decode_id
-from server.domain.log import AppendRequest, NewEvent
+from server.domain.log import AppendRequest, NewEvent, StreamConflict
 from server.interfaces import IEventStore
 from server.passwords import hash_password
 from server.shards import mapped_shard
@@ -121,6 +121,30 @@ def sign_up_txn(txn: Txn, store: IEventStore, shard: int, cmd: Register, key: st
     return user
 
 
+def privacy_txn(txn: Txn, store: IEventStore, user_id: int, is_private: bool, key: str | None
+                ) -> User:
+    """Switch the account's privacy (nothing to append when it already is so); a retry with
+    the same Idempotency-Key appends nothing again. The users row is the inline projection."""
+    shard = decode_id(user_id).shard
+    if key is None or store.replayed_txn(txn, shard, key) is None:
+        user = accounts.get_user(txn, user_id)
+        if user is None:
+            raise not_found("this user does not exist")
+        events = rules.decide_privacy(user_id, user.is_private, is_private)
+        if events:
+            stream = user_stream(user_id)
+            try:
+                store.append_txn(txn, [AppendRequest(
+                    shard, stream, tuple(NewEvent(e, actor=user_id) for e in events),
+                    expected_version=store.stream_version_txn(txn, stream),
+                    idempotency_key=key)])
+            except StreamConflict as e:
+                raise RetryTransaction(str(e)) from e
+    user = accounts.get_user(txn, user_id)
+    assert user is not None
+    return user
+
+
 def routes(app: Klein, ctx: ServiceContext) -> None:
     api = API(app, ctx)
 
@@ -171,6 +195,23 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         rows = accounts.search(ctx.router, call.params["q"], after, call.params["count"] + 1)
         page, pagination = paginate(call, rows, lambda row: row[0])
         return Reply([short_json(u) for _, u in page], pagination=pagination)
+
+    @api.endpoint(
+        "POST", "/v1/users/self", "Make the caller's account private or public", scope="basic",
+        data=USER,
+        params=(Param("is_private", bool, where="body", required=True,
+                      description="true: follows become requests the user approves, media "
+                      "are seen by approved followers only and leave strangers' searches"),),
+        description="Appends AccountPrivacyChanged (nothing when the account already is so). "
+        "Pending follow requests stay pending when the account goes public. The geo index "
+        "hides or shows the account's media when the geo_index consumer applies the event; "
+        "reads check the users row at once.",
+    )
+    def set_privacy(call: Call) -> Reply:
+        key = call.idempotency_key(f"u{call.user_id}")
+        user = ctx.router.database(decode_id(call.user_id).shard).run_interaction(
+            "set_privacy", privacy_txn, ctx.store, call.user_id, call.params["is_private"], key)
+        return Reply(user_json(user))
 
     @api.endpoint(
         "GET", "/v1/users/{user_id}", "A user, with counts", params=(USER_ID,), data=USER,

@@ -54,6 +54,15 @@ class UserRegistered(Event):
     is_private: bool
 
 
+@EVENTS.event("AccountPrivacyChanged", version=1)
+class AccountPrivacyChanged(Event):
+    """The owner made the account private (follows become requests; its media are seen by
+    approved followers only and are no longer found by strangers' searches) or public."""
+
+    user_id: int
+    is_private: bool
+
+
 @dataclass(frozen=True)
 class Register:
     """The sign-up command (the password already hashed by the caller)."""
@@ -132,6 +141,14 @@ def decide_register(taken_by: int | None, command: Register, user_id: int) -> li
             is_private=command.is_private,
         )
     ]
+
+
+def decide_privacy(user_id: int, is_private_now: bool, wanted: bool) -> list[Event]:
+    """The events of switching an account's privacy: none when it already is as wanted (a
+    repeat changes nothing and appends nothing)."""
+    if is_private_now == wanted:
+        return []
+    return [AccountPrivacyChanged(user_id=user_id, is_private=wanted)]
 
 
 def user_stream(user_id: int) -> str:

@@ -299,3 +299,13 @@ def bounding_boxes(lat: float, lng: float, radius_m: float) -> tuple[Box, ...]:
 def within(boxes: tuple[Box, ...], lat: float, lng: float) -> bool:
     """Whether (lat, lng) is in any of ``boxes`` (a cheap test before ``haversine_m``)."""
     return any(b.contains(lat, lng) for b in boxes)
+
+
+def in_radius(center_lat: float, center_lng: float, radius_m: float, lat: float, lng: float
+              ) -> bool:
+    """Whether (lat, lng) lies within ``radius_m`` meters of the centre, on the index's
+    sphere: the same answer a radius search gives (up to ``boundary_tolerance_m``). For
+    real-time matching of new media against subscribed areas (``geo:`` channels, geography
+    subscriptions), without the index."""
+    return within(bounding_boxes(center_lat, center_lng, radius_m), lat, lng) and \
+        haversine_m(center_lat, center_lng, lat, lng) <= radius_m

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.db import Txn
-from server.domain.accounts import UsernameTaken, UserRegistered, normalize
+from server.domain.accounts import (
+    AccountPrivacyChanged,
+    UsernameTaken,
+    UserRegistered,
+    normalize,
+)
 from server.domain.ids import shard_of
 from server.domain.log import RecordedEvent
 from server.domain.shards import schema_name
@@ -61,6 +66,15 @@ def _registered(txn: Txn, events: list[RecordedEvent]) -> None:
             (data.user_id, data.username, data.full_name, data.bio, data.website, data.email,
              data.password_hash, data.is_private, e.created_ms),
         )
+
+
+@INLINE.on("AccountPrivacyChanged")
+def _privacy(txn: Txn, events: list[RecordedEvent]) -> None:
+    for e in events:
+        data = e.data
+        assert isinstance(data, AccountPrivacyChanged)
+        txn.execute(f"UPDATE {schema_name(e.shard)}.users SET is_private = %s WHERE id = %s",
+                    (data.is_private, data.user_id))
 
 
 def new_id(txn: Txn, shard: int) -> int:
@@ -118,7 +132,7 @@ def users_by_id(router: IShardRouter, ids: list[int]) -> dict[int, User]:
 def search(router: IShardRouter, prefix: str, after: str, limit: int) -> list[tuple[str, User]]:
     """Users whose username starts with ``prefix`` (case-insensitive), ordered by lower-case
     username, after the cursor ``after``: one query per physical database over its shards."""
-    pattern = _like_prefix(normalize(prefix))
+    pattern = like_prefix(normalize(prefix))
     found: list[tuple[str, User]] = []
     for db in router.databases():
         parts = [
@@ -139,6 +153,6 @@ def search(router: IShardRouter, prefix: str, after: str, limit: int) -> list[tu
     return found[:limit]
 
 
-def _like_prefix(text: str) -> str:
+def like_prefix(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"

@@ -40,7 +40,7 @@ def test_upload_renders_and_shows_the_v1_media_object(api: Api) -> None:
     assert got["state"] == "ready" and got["tags"] == ["beach"]
     assert got["caption"]["text"].startswith("Sunset") and got["caption"]["from"]["id"] == a["id"]
     assert got["location"] == {"latitude": 48.85, "longitude": 2.35, "name": "Paris",
-                               "id": None}
+                               "id": m["id"]}  # a new place: the first medium's id names it
     assert got["likes"] == {"count": 0} and got["comments"] == {"count": 0}
     assert got["user"]["username"] == a["username"] and got["user_has_liked"] is False
     assert got["link"].endswith(f"/p/{shortcode(int(m['id']))}/")
