@@ -10,6 +10,7 @@ import redis
 from server.config import Config
 from server.shards import ShardRouter
 from server.store.events import PostgresEventStore
+from server.store.realtime import RealtimeStore
 from workers.gearman import GearmanClient
 
 
@@ -33,6 +34,12 @@ class WorkerContext:
     def gearman(self) -> GearmanClient:
         """A client of every configured gearmand (for submitting jobs and tasks)."""
         return GearmanClient(self.config.gearman.servers)
+
+    @cached_property
+    def realtime(self) -> RealtimeStore:
+        """The real-time sources' histories and pub/sub (Redis)."""
+        r = self.config.realtime
+        return RealtimeStore(self.redis, r.history_size, r.history_ttl * 1000)
 
     def close(self) -> None:
         self.router.close()

@@ -196,3 +196,11 @@ def active_followees(txn: Txn, follower: int) -> list[int]:
         f"SELECT followee FROM {schema_name(shard_of(follower))}.follows WHERE follower = %s "
         "AND state = 'active'", (follower,))
     return [int(r[0]) for r in rows]
+
+
+def blocked_by(txn: Txn, blocker: int) -> list[int]:
+    """Everyone ``blocker`` blocks (``txn`` on the blocker's database)."""
+    rows = txn.fetchall(
+        f"SELECT blocked FROM {schema_name(shard_of(blocker))}.blocks WHERE blocker = %s",
+        (blocker,))
+    return [int(r[0]) for r in rows]

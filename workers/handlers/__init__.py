@@ -17,6 +17,7 @@ MODULES: list[str] = [
     "workers.handlers.activity",
     "workers.handlers.counters",
     "workers.handlers.liked",
+    "workers.handlers.realtime",
 ]
 
 
