@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from server.domain.realtime import Cursor, Message
@@ -82,9 +84,13 @@ class _Source:
 class Hub:
     """Local subscriptions of one process to the real-time sources."""
 
-    def __init__(self, store: RealtimeStore, reactor: Any) -> None:
+    def __init__(self, store: RealtimeStore, reactor: Any,
+                 blocking: Callable[..., Deferred[Any]]) -> None:
         self.store = store
         self.reactor = reactor
+        self.blocking = blocking  # runs a call in the threadpool
+        self._refresh = LoopingCall(self._refresh_live)
+        self._refresh.clock = reactor
         self.sources: dict[str, _Source] = {}
         self._commands: queue.Queue[tuple[str, str]] = queue.Queue()
         self._stopping = threading.Event()
@@ -95,8 +101,11 @@ class Hub:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="shutterlog-pubsub", daemon=True)
         self._thread.start()
+        self._refresh.start(self.store.ttl_ms / 3000, now=False)
 
     def stop(self) -> None:
+        if self._refresh.running:
+            self._refresh.stop()
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(5)
@@ -125,6 +134,12 @@ class Hub:
             for d in s.waiting:
                 d.callback(None)
             self._commands.put(("unsubscribe", source))
+
+    def _refresh_live(self) -> Deferred[Any]:
+        """Keep the home feeds subscribed here marked live (``RealtimeStore.mark_live``)."""
+        users = [int(s.split(":", 1)[1]) for s in self.sources if s.startswith("feed:")]
+        d = self.blocking(self.store.mark_live, users, int(self.reactor.seconds() * 1000))
+        return d.addErrback(lambda f: log.failure("refreshing live feeds", f))
 
     def _confirmed(self, source: str) -> None:
         s = self.sources.get(source)

@@ -83,7 +83,8 @@ def makeService(options: Options) -> MultiService:
     endpoint_type = TCP6ServerEndpoint if ":" in cfg.http.host else TCP4ServerEndpoint
     endpoint = endpoint_type(reactor, cfg.http.port, backlog=1024, interface=cfg.http.host)
     r = cfg.realtime
-    hub = Hub(RealtimeStore(ctx.redis, r.history_size, r.history_ttl * 1000), reactor)
+    hub = Hub(RealtimeStore(ctx.redis, r.history_size, r.history_ttl * 1000), reactor,
+              ctx.blocking)
     HubService(hub).setServiceParent(root)
     StreamServerEndpointService(endpoint, build_site(ctx, hub)).setServiceParent(root)
     log.info("shutterlog API on {host}:{port}", host=cfg.http.host, port=cfg.http.port)

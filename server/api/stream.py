@@ -239,6 +239,9 @@ class StreamProtocol(WebSocketServerProtocol):
 
         def check() -> tuple[str | None, frozenset[int]]:
             assert self.user is not None
+            if channel.kind == "feed":
+                self.factory.hub.store.mark_live([self.user],
+                                                 int(ctx.reactor.seconds() * 1000))
             return (streamauth.refusal(ctx, self.user, self.scopes, channel),
                     streamauth.blocked(ctx, self.user))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,13 +176,16 @@ TYPES = ("MediaRendered", "MediaDeleted", "MediaLiked", "MediaUnliked", "Comment
          "CommentDeleted", "FollowerAdded", "FollowerRequested", "FollowerRemoved")
 
 
-def sources(e: RecordedEvent, medium: MediumFacts | None) -> tuple[list[str], str]:
+def sources(e: RecordedEvent, medium: MediumFacts | None, feeds: Iterable[int] = ()
+            ) -> tuple[list[str], str]:
     """The sources an event goes to and its message body, JSON (without the cursor).
 
     ``medium`` is the ready medium of a ``MediaRendered`` (None if it is gone): its tags,
     location and place reach tag, location and geo subscribers only when its owner is
-    public. A medium's likes and comments go to ``media:{id}`` and the owner's ``activity``
-    (not the owner's own); a user's posts and new followers to ``user:{id}``.
+    public; it reaches the home ``feed`` of the users in ``feeds`` (the owner and followers
+    whose feed is live). A medium's likes and comments go to ``media:{id}`` and the
+    owner's ``activity`` (not the owner's own); a user's posts and new followers to
+    ``user:{id}``.
     """
     d = e.data
     out: list[str] = []
@@ -190,6 +194,8 @@ def sources(e: RecordedEvent, medium: MediumFacts | None) -> tuple[list[str], st
     if isinstance(d, (MediaRendered, MediaDeleted)):
         out += [f"media:{d.media_id}", f"user:{d.owner}"]
         users.append(d.owner)
+        if isinstance(d, MediaRendered) and medium is not None:
+            out += [f"feed:{u}" for u in feeds]
         if isinstance(d, MediaRendered) and medium is not None and not medium.owner_private:
             out += [f"tag:{t}" for t in medium.tags]
             if medium.location_id is not None:

@@ -252,3 +252,48 @@ def test_bad_token_is_refused_with_a_close_code(api: Api, clients: list[Client])
     late = open_client(api, None, clients)
     late.ws.send(json.dumps({"type": "auth", "access_token": t}))
     assert late.ready()["user_id"] == u["id"]
+
+
+def test_feed_tag_and_geo_channels(api: Api, clients: list[Client]) -> None:
+    """A follower's live feed gets the followee's new post; a tag channel gets media with
+    the tag; a geo channel gets media inside its circle and not those outside."""
+    a, ta = api.user()
+    b, tb = api.user()
+    api.relate(tb, a["id"], "follow")
+    settle(api.env)
+    c = open_client(api, tb, clients)
+    c.ready()
+    tag = api.name("tag")
+    for channel in ("feed", f"tag:{tag}", "geo:48.8566,2.3522,1000"):
+        assert c.subscribe(channel)["type"] == "subscribed"
+    post(api, ta, caption="far away", lat="40.0", lng="-3.7")
+    near = post(api, ta, caption=f"near #{tag}", lat="48.8600", lng="2.3500")
+    frames = c.events(4)
+    by_channel: dict[str, list[str]] = {}
+    for f in frames:
+        assert f["event"] == "MediaRendered"
+        by_channel.setdefault(f["channel"], []).append(f["data"]["media_id"])
+    assert by_channel["geo:48.8566,2.3522,1000"] == [near]
+    assert by_channel[f"tag:{tag}"] == [near]
+    assert len(by_channel["feed"]) == 2 and by_channel["feed"][1] == near
+
+
+def test_redis_pubsub_loss_is_caught_up(api: Api, clients: list[Client]) -> None:
+    """When Redis drops the service's pub/sub connection, the service resubscribes and
+    serves what was published meanwhile from the history: no gap, no duplicate."""
+    _, ta = api.user()
+    likers = [api.user() for _ in range(2)]
+    m = post(api, ta)
+    c = open_client(api, ta, clients)
+    c.ready()
+    c.subscribe(f"media:{m}")
+    killed = api.env.redis.client_kill_filter(_type="pubsub")
+    assert killed >= 1
+    like(api, likers[0][1], m)
+    settle(api.env)
+    (first,) = c.events(1)
+    like(api, likers[1][1], m)
+    settle(api.env)
+    (second,) = c.events(1)
+    assert [first["data"]["user_id"], second["data"]["user_id"]] == [
+        u["id"] for u, _ in likers]
