@@ -263,6 +263,22 @@ class FeedsConfig:
 
 
 @dataclass(frozen=True)
+class RealtimeConfig:
+    history_size: int = _setting(
+        500, "messages each real-time source keeps in Redis for resuming clients")
+    history_ttl: int = _setting(
+        3600, "seconds a source's history outlives its last message")
+    max_buffer_bytes: int = _setting(
+        1_048_576, "bytes a WebSocket may have waiting to be sent before it is cut off as too "
+        "slow (close code 4008)")
+    ping_interval: float = _setting(20.0, "seconds between WebSocket pings (0: none)")
+    ping_timeout: float = _setting(10.0, "seconds to wait for a pong before closing")
+    auth_timeout: float = _setting(
+        10.0, "seconds a WebSocket without a token in its URL has to send its auth frame")
+    max_channels: int = _setting(200, "channels one WebSocket may subscribe to")
+
+
+@dataclass(frozen=True)
 class Config:
     var: Path = _setting(Path("var"), "state directory: database cluster, Redis data, logs, blobs")
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -284,6 +300,7 @@ class Config:
     push: PushConfig = field(default_factory=PushConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
 
     @property
     def shard_map(self) -> ShardMap:
@@ -461,6 +478,8 @@ def _shard_count(v: int) -> None:
     "accounts.argon2_parallelism", "push.timeout", "push.concurrency", "media.photo_max_bytes",
     "media.video_max_bytes", "media.max_pixels", "media.video_max_seconds", "feeds.size",
     "feeds.user_media_size", "feeds.activity_size", "feeds.chunk_size", "feeds.rebuild_lease_ms",
+    "realtime.history_size", "realtime.history_ttl", "realtime.max_buffer_bytes",
+    "realtime.max_channels",
 )
 def _positive(v: int) -> None:
     if v < 1:
@@ -468,13 +487,14 @@ def _positive(v: int) -> None:
 
 
 @_check("workers.retry_delay", "workers.retry_max_delay", "workers.job_budget",
-        "workers.stop_timeout", "workers.task_lease", "relay.poll_interval")
+        "workers.stop_timeout", "workers.task_lease", "relay.poll_interval",
+        "realtime.auth_timeout")
 def _positive_seconds(v: float) -> None:
     if not v > 0:
         raise ValueError(f"must be a positive number of seconds, got {v}")
 
 
-@_check("relay.debounce")
+@_check("relay.debounce", "realtime.ping_interval", "realtime.ping_timeout")
 def _seconds(v: float) -> None:
     if not v >= 0:
         raise ValueError(f"must be a number of seconds (0 or more), got {v}")

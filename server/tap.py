@@ -16,7 +16,9 @@ from server import catalog
 from server.api.site import build_site
 from server.config import ConfigError, load
 from server.context import ServiceContext
+from server.realtime import Hub
 from server.store.migrate import pending
+from server.store.realtime import RealtimeStore
 
 log = Logger()
 
@@ -48,6 +50,21 @@ class ThreadPoolService(Service):
         self.ctx.close()
 
 
+class HubService(Service):
+    """Runs the real-time pub/sub thread with the service tree."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def startService(self) -> None:
+        super().startService()
+        self.hub.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.hub.stop()
+
+
 def makeService(options: Options) -> MultiService:
     """The API service: threadpool, HTTP listener, start-up checks."""
     from twisted.internet import reactor
@@ -65,7 +82,11 @@ def makeService(options: Options) -> MultiService:
     _check_redis(ctx)
     endpoint_type = TCP6ServerEndpoint if ":" in cfg.http.host else TCP4ServerEndpoint
     endpoint = endpoint_type(reactor, cfg.http.port, backlog=1024, interface=cfg.http.host)
-    StreamServerEndpointService(endpoint, build_site(ctx)).setServiceParent(root)
+    r = cfg.realtime
+    hub = Hub(RealtimeStore(ctx.redis, r.history_size, r.history_ttl * 1000), reactor,
+              ctx.blocking)
+    HubService(hub).setServiceParent(root)
+    StreamServerEndpointService(endpoint, build_site(ctx, hub)).setServiceParent(root)
     log.info("shutterlog API on {host}:{port}", host=cfg.http.host, port=cfg.http.port)
     return root
 

@@ -12,6 +12,7 @@ from server.interfaces import IGeoIndex
 from server.shards import ShardRouter
 from server.store.events import PostgresEventStore
 from server.store.places import LocationStore, geo_database
+from server.store.realtime import RealtimeStore
 from workers.gearman import GearmanClient
 
 
@@ -48,6 +49,12 @@ class WorkerContext:
     def locations(self) -> LocationStore:
         """The locations projection (in the geo database; the replay may set another table)."""
         return LocationStore(geo_database(self.config, self.router))
+
+    @cached_property
+    def realtime(self) -> RealtimeStore:
+        """The real-time sources' histories and pub/sub (Redis)."""
+        r = self.config.realtime
+        return RealtimeStore(self.redis, r.history_size, r.history_ttl * 1000)
 
     def close(self) -> None:
         if "geo" in self.__dict__:

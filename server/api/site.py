@@ -31,6 +31,7 @@ from server.api import (
     oauth,
     openapi,
     relationships,
+    stream,
     tags,
     users,
 )
@@ -38,6 +39,7 @@ from server.api.endpoint import declared
 from server.api.envelope import APIError, render_error
 from server.context import ServiceContext
 from server.logs import redact_uri
+from server.realtime import Hub
 
 log = Logger()
 
@@ -149,6 +151,15 @@ class Site(server.Site):
     #: (method, path pattern, limit) of routes with a limit of their own (uploads)
     route_limits: tuple[tuple[bytes, re.Pattern[bytes], int], ...] = ()
 
+    #: The real-time WebSocket resource, answering ``/v1/stream`` (outside the Klein app:
+    #: autobahn takes the connection over from twisted.web)
+    stream: Any = None
+
+    def getResourceFor(self, request: Any) -> Any:
+        if self.stream is not None and request.path == stream.PATH:
+            return self.stream
+        return super().getResourceFor(request)
+
     def log(self, request: Any) -> None:
         duration = time.perf_counter() - getattr(request, "started", time.perf_counter())
         method = request.method.decode("ascii", "replace")
@@ -200,10 +211,12 @@ def build_app(ctx: ServiceContext) -> Klein:
     return app
 
 
-def build_site(ctx: ServiceContext) -> Site:
-    """The twisted.web site serving the app."""
+def build_site(ctx: ServiceContext, hub: Hub | None = None) -> Site:
+    """The twisted.web site serving the app (and the real-time stream, given a hub)."""
     app = build_app(ctx)
     site = Site(app.resource())
+    if hub is not None:
+        site.stream = stream.resource(ctx, hub)
     site.displayTracebacks = False
     site.max_body = ctx.config.api.max_body_bytes
     site.route_limits = tuple((ep.method.encode(), _route_pattern(ep.path), ep.max_body)

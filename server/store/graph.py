@@ -203,3 +203,12 @@ def blocked_users(txn: Txn, blocker: int) -> list[int]:
     rows = txn.fetchall(f"SELECT blocked FROM {schema_name(shard_of(blocker))}.blocks "
                         "WHERE blocker = %s", (blocker,))
     return [int(r[0]) for r in rows]
+
+
+def active_followers_among(txn: Txn, followee: int, candidates: list[int]) -> list[int]:
+    """Which of ``candidates`` follow ``followee`` (active edges; ``txn`` on the followee's
+    database)."""
+    rows = txn.fetchall(
+        f"SELECT follower FROM {schema_name(shard_of(followee))}.followers WHERE followee = %s "
+        "AND state = 'active' AND follower = ANY(%s)", (followee, candidates))
+    return [int(r[0]) for r in rows]

@@ -19,7 +19,7 @@ from tests.integration.conftest import Env
 
 #: Every consumer media, feeds and the graph need, in an order where each one's input exists.
 CONSUMERS = ("followers", "blocks", "media_render", "fanout", "tags", "activity", "counters",
-             "liked", "geo_index")
+             "liked", "geo_index", "realtime")
 _drivers: dict[tuple[str, ...], Driver] = {}
 
 

@@ -18,6 +18,7 @@ MODULES: list[str] = [
     "workers.handlers.counters",
     "workers.handlers.liked",
     "workers.handlers.geo_index",
+    "workers.handlers.realtime",
 ]
 
 

@@ -1,0 +1,221 @@
+"""Real-time delivery: latency from a like's API response to its WebSocket frame.
+
+Starts a private stack, the API service (one ``twistd`` process), the relay and a worker
+process; prepares users, tokens, media and follows (``scripts.bench.api.prepare``); opens
+``--clients`` WebSocket clients (asyncio ``websockets``, one process) on a mix of channels
+(half ``media:{id}`` over the 20 hottest media, a fifth ``user:{id}``, a fifth the common
+tag, a tenth their own ``activity``); then likes and unlikes at ``--rate`` per second through
+the API for ``--seconds`` and reports, for every frame of those likes, the time from the API
+response to the frame (p50, p99), frames/s delivered, and the service's RSS per connection.
+``--idle N`` then holds N idle connections and reports the service's RSS.
+
+Run: ``python -m scripts.bench.realtime [--clients 1000] [--rate 500] [--idle 10000]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from scripts.bench.api import World, prepare
+from scripts.bench.common import arguments, bench_stack, machine, process, progress, table
+from scripts.stack import free_port
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def settle(metrics: str, timeout: float = 900) -> None:
+    """Wait until every consumer has worked off the prepared world (the relay's lag gauge
+    sums to zero): a consumer reads only below the oldest open transaction, so the seed's
+    follower storm would otherwise delay the first real-time frames by seconds."""
+    progress("waiting for the consumers to work off the prepared world")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = httpx.get(metrics, timeout=30).text
+        lag = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith("shutterlog_consumer_lag_events{"))
+        if lag == 0 and "shutterlog_consumer_lag_events{" in text:
+            return
+        time.sleep(1)
+    raise SystemExit("the consumers did not catch up")
+
+
+def channel_for(i: int, world: World) -> tuple[str, int]:
+    """Client i's channel and the index of its token."""
+    token = i % len(world.tokens)
+    kind = i % 10
+    if kind < 5:
+        return f"media:{world.media[i % 20]}", token
+    if kind < 7:
+        return f"user:{world.ids[i % len(world.ids)]}", token
+    if kind < 9:
+        return "tag:bench", token
+    return "activity", token
+
+
+async def open_client(base: str, token: str, channel: str, compression: str | None
+                      ) -> ClientConnection:
+    ws = await connect(f"{base}/v1/stream?access_token={token}", open_timeout=120,
+                       compression=compression, ping_interval=None, max_queue=None)
+    ready = json.loads(await ws.recv())
+    assert ready["type"] == "ready", ready
+    await ws.send(json.dumps({"type": "subscribe", "channel": channel}))
+    sub = json.loads(await ws.recv())
+    assert sub["type"] == "subscribed", sub
+    return ws
+
+
+async def open_many(base: str, world: World, n: int, compression: str | None,
+                    channel: str | None = None) -> list[ClientConnection]:
+    out: list[ClientConnection] = []
+    sem = asyncio.Semaphore(50)
+
+    async def one(i: int) -> None:
+        ch, tok = channel_for(i, world)
+        async with sem:
+            out.append(await open_client(base, world.tokens[tok], channel or ch, compression))
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return out
+
+
+async def measure(base: str, world: World, clients: list[ClientConnection], rate: float,
+                  seconds: float) -> dict[str, Any]:
+    """Like/unlike at ``rate`` for ``seconds``; latencies of the frames of those likes."""
+    answered: dict[tuple[str, str, str], float] = {}  # (event, media, user) -> response time
+    latencies: list[float] = []
+    frames = 0
+
+    async def read(ws: ClientConnection) -> None:
+        nonlocal frames
+        async for raw in ws:
+            f = json.loads(raw)
+            if f.get("type") != "event":
+                continue
+            now = time.perf_counter()
+            frames += 1
+            d = f["data"]
+            t = answered.get((f["event"], d.get("media_id", ""), d.get("user_id", "")))
+            if t is not None:
+                latencies.append(now - t)
+
+    readers = [asyncio.create_task(read(ws)) for ws in clients]
+    rng = random.Random(7)
+    liked: set[tuple[str, int]] = set()
+    sent = failed = 0
+    async with httpx.AsyncClient(base_url=base.replace("ws://", "http://"), timeout=30,
+                                 limits=httpx.Limits(max_connections=64)) as http:
+
+        async def one(media: str, user: int) -> None:
+            nonlocal failed
+            key = (media, user)
+            method, event = ("DELETE", "MediaUnliked") if key in liked else ("POST", "MediaLiked")
+            (liked.discard if method == "DELETE" else liked.add)(key)
+            r = await http.request(method, f"/v1/media/{media}/likes",
+                                   headers={"Authorization": f"Bearer {world.tokens[user]}"})
+            if r.status_code == 200:
+                answered[(event, media, world.ids[user])] = time.perf_counter()
+            else:
+                failed += 1
+
+        start = time.perf_counter()
+        pending: set[asyncio.Task[None]] = set()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            due = int(elapsed * rate) - sent
+            for _ in range(due):
+                media = world.media[rng.randrange(20)] if rng.random() < 0.8 else \
+                    world.media[rng.randrange(len(world.media))]
+                task = asyncio.create_task(one(media, rng.randrange(len(world.tokens))))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                sent += 1
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*pending)
+        duration = time.perf_counter() - start
+        await asyncio.sleep(2)  # let the last frames arrive (figures only; not a test)
+    for t in readers:
+        t.cancel()
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 \
+            if latencies else float("nan")
+
+    return {"likes": sent, "failed": failed, "rate": sent / duration, "frames": frames,
+            "frames_s": frames / (duration + 2), "p50": pct(0.5), "p99": pct(0.99),
+            "matched": len(latencies)}
+
+
+async def run(args: Any, world: World, base: str, pid: int) -> list[list[str]]:
+    rows = []
+    before = rss_kib(pid)
+    progress(f"opening {args.clients} clients")
+    clients = await open_many(base, world, args.clients, "deflate" if args.deflate else None)
+    after = rss_kib(pid)
+    progress(f"likes at {args.rate}/s for {args.seconds:.0f}s")
+    m = await measure(base, world, clients, args.rate, args.seconds)
+    rows.append([f"{args.clients} clients, likes", f"{m['rate']:.0f}", f"{m['p50']:.1f}",
+                 f"{m['p99']:.1f}", f"{m['frames_s']:,.0f}",
+                 f"{(after - before) / max(1, args.clients):.1f}", f"{after / 1024:.0f}",
+                 str(m["failed"])])
+    await asyncio.gather(*(ws.close() for ws in clients))
+    if args.idle:
+        progress(f"opening {args.idle} idle clients")
+        before = rss_kib(pid)
+        idle = await open_many(base, world, args.idle, None, channel="feed")
+        after = rss_kib(pid)
+        rows.append([f"{args.idle} idle clients", "-", "-", "-", "-",
+                     f"{(after - before) / args.idle:.1f}", f"{after / 1024:.0f}", "0"])
+        await asyncio.gather(*(ws.close() for ws in idle))
+    return rows
+
+
+def main() -> None:
+    p = arguments(__doc__.splitlines()[0])
+    p.set_defaults(seconds=10.0)
+    p.add_argument("--clients", type=int, default=1000, help="WebSocket clients (%(default)s)")
+    p.add_argument("--rate", type=float, default=500, help="likes/s through the API")
+    p.add_argument("--idle", type=int, default=0, help="idle connections to hold afterwards")
+    p.add_argument("--users", type=int, default=300, help="users (%(default)s)")
+    p.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate")
+    args = p.parse_args()
+    with bench_stack(durable=args.durable) as bench:
+        progress(f"preparing {args.users} users, media and follows")
+        world = prepare(bench.config, args.users)
+        port, relay_port, workers_port = free_port(), free_port(), free_port()
+        env = bench.env | {"SHUTTERLOG_HTTP_PORT": str(port),
+                           "SHUTTERLOG_API_RATE_PER_IP": "1000000000",
+                           "SHUTTERLOG_API_RATE_PER_TOKEN": "1000000000",
+                           "SHUTTERLOG_RELAY_METRICS_PORT": str(relay_port),
+                           "SHUTTERLOG_WORKERS_METRICS_PORT": str(workers_port),
+                           "SHUTTERLOG_LOG_LEVEL": "warning"}
+        bin_dir = Path(sys.executable).parent
+        with process([str(bin_dir / "twistd"), "--pidfile", "", "-n", "shutterlog"], env,
+                     f"http://127.0.0.1:{port}/healthz") as api, \
+                process([str(bin_dir / "shutterlog"), "workers"], env,
+                        f"http://127.0.0.1:{workers_port}/metrics"), \
+                process([str(bin_dir / "shutterlog"), "relay"], env,
+                        f"http://127.0.0.1:{relay_port}/metrics"):
+            settle(f"http://127.0.0.1:{relay_port}/metrics")
+            rows = asyncio.run(run(args, world, f"ws://127.0.0.1:{port}", api.pid))
+    table(f"Real-time delivery ({machine()}; one API process, one worker process; "
+          f"{args.seconds:.0f}s of likes; latency from the like's API response to the frame)",
+          ["phase", "likes/s", "p50 ms", "p99 ms", "frames/s", "RSS KiB/conn", "RSS MiB",
+           "failed"], rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,359 @@
+"""``GET /v1/stream``: the real-time WebSocket (autobahn), on the API's own port.
+
+Protocol (README, "Real-time"): the client authenticates with ``?access_token=`` (or
+``Authorization: Bearer``) or, failing that, an ``auth`` frame first; then sends
+``subscribe``/``unsubscribe`` frames naming channels, optionally with ``after``: the last
+cursor it saw on that channel. The server answers ``ready``, ``subscribed`` (with the
+channel's newest cursor), ``event`` frames, ``reset`` (the cursor is too old: refetch over
+REST), ``unsubscribed`` and ``error`` frames. A subscription replays the history after
+``after``, then goes live, with no gap and no duplicate (``server.realtime.Gate``).
+
+A connection whose transport holds more than ``realtime.max_buffer_bytes`` the client has
+not read (counted from the transport's pause signal: its IPushProducer) is closed with 4008,
+so one slow client never grows the server's memory nor delays the others.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from zope.interface import implementer
+
+from server.api import auth, streamauth
+from server.api.envelope import APIError
+from server.context import ServiceContext
+from server.domain import realtime as rt
+from server.domain.realtime import Channel, ChannelError, Message
+from server.realtime import Gate, Hub
+from server.store.realtime import History
+from server.store.tokens import TokenInfo
+
+log = Logger()
+PATH = b"/v1/stream"
+
+CONNECTIONS = Gauge("shutterlog_stream_connections", "Open real-time WebSockets")
+FRAMES = Counter("shutterlog_stream_frames_total", "Event frames sent to WebSocket clients")
+CUT = Counter("shutterlog_stream_slow_closed_total", "WebSockets closed for not reading")
+
+
+@dataclass
+class Subscription:
+    channel: Channel
+    gate: Gate = field(default_factory=Gate)
+
+
+@implementer(IPushProducer)
+class _Flow:
+    """The transport's pause/resume signals: while paused, what is written waits in the
+    transport's buffer; past the bound the connection is cut."""
+
+    def __init__(self, proto: StreamProtocol) -> None:
+        self.proto = proto
+        self.paused = False
+        self.waiting = 0
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.waiting = 0
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
+class StreamProtocol(WebSocketServerProtocol):
+    """One client's real-time stream."""
+
+    factory: StreamFactory
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.user: int | None = None
+        self.scopes: frozenset[str] = frozenset()
+        self.blocked: frozenset[int] = frozenset()
+        self.subs: dict[str, Subscription] = {}
+        self.by_source: dict[str, dict[str, Subscription]] = {}
+        self.flow = _Flow(self)
+        self.closing = False
+        self._token: str | None = None
+        self._address = ""
+        self._auth_timer: Any = None
+        self._auth_error: str | None = None
+        self._opened = False
+
+    # --- connection ----------------------------------------------------------------------
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        self._address = request.peer.rsplit(":", 1)[0].removeprefix("tcp4:").removeprefix(
+            "tcp6:")
+        try:
+            self._token = auth.credentials(
+                {k: v[0] for k, v in request.params.items() if v},
+                request.headers.get("authorization"), self._address).token
+        except APIError as e:
+            self._token = ""
+            self._auth_error = e.message
+
+    def onOpen(self) -> None:
+        CONNECTIONS.inc()
+        self._opened = True
+        transport: Any = self.transport
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()  # twisted.web's channel, done with this socket
+        transport.registerProducer(self.flow, True)
+        if self._token is not None:
+            self._authenticate(self._token)
+        else:
+            self._auth_timer = self.factory.ctx.reactor.callLater(
+                self.factory.ctx.config.realtime.auth_timeout, self._close,
+                rt.CLOSE_BAD_TOKEN, "no access token: send it in the URL or an auth frame")
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._auth_timer is not None and self._auth_timer.active():
+            self._auth_timer.cancel()
+        for source in list(self.by_source):
+            self.factory.hub.detach(source, self)
+        self.by_source.clear()
+        self.subs.clear()
+        if self._opened:
+            self._opened = False
+            CONNECTIONS.dec()
+
+    def _close(self, code: int, reason: str) -> None:
+        if not self.closing:
+            self.closing = True
+            self.sendClose(code, reason)
+
+    def _push(self, text: str) -> None:
+        if self.closing:
+            return
+        data = text.encode()
+        if self.flow.paused:
+            self.flow.waiting += len(data)
+            if self.flow.waiting > self.factory.ctx.config.realtime.max_buffer_bytes:
+                CUT.inc()
+                self._close(rt.CLOSE_TOO_SLOW, "too slow: the client does not read its frames")
+                self.factory.ctx.reactor.callLater(1, self._abort)
+                return
+        self.sendMessage(data)
+
+    def _abort(self) -> None:
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
+
+    # --- authentication ------------------------------------------------------------------
+
+    def _authenticate(self, token: str) -> None:
+        ctx = self.factory.ctx
+        if self._auth_error:
+            self._close(rt.CLOSE_BAD_TOKEN, self._auth_error)
+            return
+
+        def look_up() -> tuple[TokenInfo, frozenset[int]]:
+            creds = auth.Credentials(token or None, self._address)
+            info = auth.require_token(creds, auth.limit(ctx.limiter, creds)[0])
+            return info, streamauth.blocked(ctx, info.user_id)
+
+        ctx.blocking(look_up).addCallbacks(self._authenticated, self._refused)
+
+    def _authenticated(self, found: tuple[TokenInfo, frozenset[int]]) -> None:
+        info, self.blocked = found
+        if self._auth_timer is not None and self._auth_timer.active():
+            self._auth_timer.cancel()
+        self.user, self.scopes = info.user_id, info.scopes
+        self._push(rt.control("ready", user_id=str(self.user)))
+
+    def _refused(self, failure: Failure) -> None:
+        error = failure.value
+        if isinstance(error, APIError):
+            self._close(rt.CLOSE_BAD_TOKEN, error.message)
+        else:
+            log.failure("stream authentication failed", failure)
+            self._close(1011, "internal error")
+
+    # --- frames from the client ----------------------------------------------------------
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        try:
+            frame = json.loads(payload) if not isBinary else None
+        except ValueError:
+            frame = None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            self._close(rt.CLOSE_PROTOCOL, "frames are JSON objects with a type")
+            return
+        kind = frame["type"]
+        if self.user is None:
+            if kind == "auth" and isinstance(frame.get("access_token"), str) \
+                    and self._token is None:
+                self._token = frame["access_token"]
+                self._authenticate(self._token)
+            elif self._token is None:
+                self._close(rt.CLOSE_BAD_TOKEN, "authenticate first (an auth frame)")
+            return
+        if kind == "subscribe":
+            self._subscribe(frame)
+        elif kind == "unsubscribe":
+            self._unsubscribe(frame)
+        elif kind != "auth":
+            self._close(rt.CLOSE_PROTOCOL, f"unknown frame type {kind[:40]!r}")
+
+    def _error(self, error: str, message: str, channel: Any = None) -> None:
+        fields = {"channel": channel} if isinstance(channel, str) else {}
+        self._push(rt.control("error", error=error, message=message, **fields))
+
+    def _subscribe(self, frame: dict[str, Any]) -> None:
+        assert self.user is not None
+        name, after = frame.get("channel"), frame.get("after")
+        try:
+            channel = rt.parse_channel(name, self.user)  # type: ignore[arg-type]
+            if after is not None:
+                rt.parse_cursor(after)
+        except (ChannelError, ValueError) as e:
+            self._error("invalid_channel", str(e), name)
+            return
+        if channel.name in self.subs:
+            self._error("already_subscribed", "already subscribed", name)
+            return
+        if len(self.subs) >= self.factory.ctx.config.realtime.max_channels:
+            self._error("too_many_channels", "unsubscribe from a channel first", name)
+            return
+        ctx = self.factory.ctx
+        sub = Subscription(channel)
+        sub.gate.hold()
+        self.subs[channel.name] = sub
+
+        def check() -> tuple[str | None, frozenset[int]]:
+            assert self.user is not None
+            if channel.kind == "feed":
+                self.factory.hub.store.mark_live([self.user],
+                                                 int(ctx.reactor.seconds() * 1000))
+            return (streamauth.refusal(ctx, self.user, self.scopes, channel),
+                    streamauth.blocked(ctx, self.user))
+
+        d = ctx.blocking(check)
+        d.addCallback(self._authorized, sub, after)
+        d.addErrback(self._failed, sub)
+
+    def _authorized(self, verdict: tuple[str | None, frozenset[int]], sub: Subscription,
+                    after: str | None) -> Any:
+        refusal, self.blocked = verdict
+        if self.subs.get(sub.channel.name) is not sub:
+            return None
+        if refusal is not None:
+            del self.subs[sub.channel.name]
+            self._error("not_allowed", refusal, sub.channel.name)
+            return None
+        source = sub.channel.source
+        self.by_source.setdefault(source, {})[sub.channel.name] = sub
+        d = self.factory.hub.attach(source, self)
+        d.addCallback(lambda _: self._replay(sub, after, first=True))
+        return d
+
+    def _replay(self, sub: Subscription, after: str | None, first: bool) -> Any:
+        if self.subs.get(sub.channel.name) is not sub:
+            return None
+        store = self.factory.hub.store
+        d = self.factory.ctx.blocking(store.history, sub.channel.source, after)
+        d.addCallback(self._replayed, sub, after, first)
+        d.addErrback(self._failed, sub)
+        return d
+
+    def _replayed(self, history: History, sub: Subscription, after: str | None,
+                  first: bool) -> None:
+        if self.subs.get(sub.channel.name) is not sub:
+            return
+        name = sub.channel.name
+        if after is None or history.reset:
+            sub.gate.last = rt.parse_cursor(history.last)
+        else:
+            sub.gate.last = max(sub.gate.last, rt.parse_cursor(after))
+        if first:
+            self._push(rt.control("subscribed", channel=name, cursor=history.last))
+        if history.reset:
+            self._push(rt.control("reset", channel=name, cursor=history.last))
+        for m in sub.gate.release(history.messages):
+            self._event(sub, m)
+
+    def _failed(self, failure: Failure, sub: Subscription) -> None:
+        log.failure("subscribing to {channel}", failure, channel=sub.channel.name)
+        if self.subs.get(sub.channel.name) is sub:
+            self._drop(sub)
+            self._error("unavailable", "try again", sub.channel.name)
+
+    def _unsubscribe(self, frame: dict[str, Any]) -> None:
+        sub = self.subs.get(frame.get("channel"))  # type: ignore[arg-type]
+        if sub is None:
+            self._error("not_subscribed", "not subscribed", frame.get("channel"))
+            return
+        self._drop(sub)
+        self._push(rt.control("unsubscribed", channel=sub.channel.name))
+
+    def _drop(self, sub: Subscription) -> None:
+        del self.subs[sub.channel.name]
+        source = sub.channel.source
+        mine = self.by_source.get(source, {})
+        mine.pop(sub.channel.name, None)
+        if not mine:
+            self.by_source.pop(source, None)
+            self.factory.hub.detach(source, self)
+
+    # --- from the hub --------------------------------------------------------------------
+
+    def deliver(self, source: str, message: Message) -> None:
+        for sub in list(self.by_source.get(source, {}).values()):
+            for m in sub.gate.offer(message):
+                self._event(sub, m)
+
+    def resync(self, source: str) -> None:
+        for sub in list(self.by_source.get(source, {}).values()):
+            sub.gate.hold()
+            self._replay(sub, "{}-{}".format(*sub.gate.last), first=False)
+
+    def _event(self, sub: Subscription, m: Message) -> None:
+        if sub.channel.accepts(m) and not (m.users & self.blocked):
+            FRAMES.inc()
+            self._push(m.frame(sub.channel.name))
+
+
+class StreamFactory(WebSocketServerFactory):
+    protocol = StreamProtocol  # type: ignore[assignment]
+
+    def __init__(self, ctx: ServiceContext, hub: Hub) -> None:
+        super().__init__(url=None, server="shutterlog")
+        self.ctx = ctx
+        self.hub = hub
+        r = ctx.config.realtime
+        self.setProtocolOptions(
+            autoPingInterval=r.ping_interval, autoPingTimeout=r.ping_timeout,
+            perMessageCompressionAccept=_accept_deflate, closeHandshakeTimeout=1,
+            maxMessagePayloadSize=65536, maxFramePayloadSize=65536,
+        )
+
+
+def _accept_deflate(offers: list[Any]) -> Any:
+    """Accept the client's permessage-deflate offer (small server window and memory: a
+    connection's zlib state would otherwise cost about 256 KiB)."""
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer, mem_level=4)
+    return None
+
+
+def resource(ctx: ServiceContext, hub: Hub) -> WebSocketResource:
+    """The twisted.web resource of ``/v1/stream``."""
+    return WebSocketResource(StreamFactory(ctx, hub))

@@ -1,0 +1,299 @@
+"""The real-time WebSocket against a real service, Redis and PostgreSQL, with real clients
+over TCP: live frames, authorization, resume without gap or duplicate, reset, slow clients,
+bad tokens."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from server.domain.log import Position
+from server.store.realtime import RealtimeStore
+from tests.drive import Driver
+from tests.helpers import wait_for
+from tests.integration.apiclient import Api
+from tests.integration.mediakit import post, settle
+
+SERVICE_ENV = {"SHUTTERLOG_REALTIME_MAX_BUFFER_BYTES": "262144"}
+
+
+class Client:
+    """A WebSocket client of the stream that reads JSON frames."""
+
+    def __init__(self, api: Api, token: str | None, sock: socket.socket | None = None,
+                 **kwargs: Any) -> None:
+        query = f"?access_token={token}" if token is not None else ""
+        url = api.service.base.replace("http://", "ws://") + "/v1/stream" + query
+        self.ws: ClientConnection = connect(url, sock=sock, open_timeout=10, **kwargs
+                                            ).__enter__()
+
+    def frame(self, timeout: float = 10) -> dict[str, Any]:
+        return dict(json.loads(self.ws.recv(timeout)))
+
+    def ready(self) -> dict[str, Any]:
+        f = self.frame()
+        assert f["type"] == "ready", f
+        return f
+
+    def subscribe(self, channel: str, after: str | None = None) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": "subscribe", "channel": channel}
+        if after is not None:
+            frame["after"] = after
+        self.ws.send(json.dumps(frame))
+        return self.frame()
+
+    def events(self, n: int) -> list[dict[str, Any]]:
+        out = [self.frame() for _ in range(n)]
+        assert all(f["type"] == "event" for f in out), out
+        return out
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Client]]:
+    made: list[Client] = []
+    yield made
+    for c in made:
+        c.close()
+
+
+def open_client(api: Api, token: str | None, made: list[Client], **kwargs: Any) -> Client:
+    c = Client(api, token, **kwargs)
+    made.append(c)
+    return c
+
+
+def like(api: Api, token: str, media_id: str) -> None:
+    r = api.post(f"/v1/media/{media_id}/likes", token)
+    assert r.status_code == 200, r.text
+
+
+def test_like_reaches_a_media_subscriber(api: Api, clients: list[Client]) -> None:
+    """Subscribed to media:{id}, a like made through the API arrives as a frame with its log
+    position and a cursor; the subscription offers permessage-deflate."""
+    a, ta = api.user()
+    b, tb = api.user()
+    m = post(api, ta)
+    c = open_client(api, ta, clients)
+    assert c.ready()["user_id"] == a["id"]
+    sub = c.subscribe(f"media:{m}")
+    assert sub["type"] == "subscribed" and sub["channel"] == f"media:{m}", sub
+    like(api, tb, m)
+    settle(api.env)
+    (f,) = c.events(1)
+    assert f["event"] == "MediaLiked" and f["channel"] == f"media:{m}"
+    assert f["data"]["user_id"] == b["id"] and f["data"]["media_id"] == m
+    shard, _, position = f["position"].partition(":")
+    assert Position.parse(position) and shard.isdigit()
+    assert c.ws.response is not None
+    assert "permessage-deflate" in (c.ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+
+
+def test_channels_refused_without_permission(api: Api, clients: list[Client]) -> None:
+    """A private account's medium and profile are refused to a non-follower, a blocker's
+    to the blocked; a malformed channel is refused; one's own feed is allowed."""
+    p, tp = api.user(is_private="true")
+    _, ta = api.user()
+    _, tb = api.user()
+    private = post(api, tp)
+    public = post(api, ta)
+    me = open_client(api, tb, clients)
+    me.ready()
+    for channel in (f"media:{private}", f"user:{p['id']}"):
+        f = me.subscribe(channel)
+        assert (f["type"], f["error"]) == ("error", "not_allowed"), f
+    f = me.subscribe("nonsense:1")
+    assert (f["type"], f["error"]) == ("error", "invalid_channel"), f
+    assert me.subscribe("feed")["type"] == "subscribed"
+    assert me.subscribe(f"media:{public}")["type"] == "subscribed"
+
+
+def test_blocks_hide_media_and_events(api: Api, clients: list[Client]) -> None:
+    """A user the owner blocks cannot subscribe to the owner's medium; a viewer who blocks
+    someone never receives that user's events."""
+    a, ta = api.user()
+    b, tb = api.user()
+    x, tx = api.user()
+    m = post(api, ta)
+    api.relate(ta, b["id"], "block")
+    settle(api.env)
+    blocked = open_client(api, tb, clients)
+    blocked.ready()
+    f = blocked.subscribe(f"media:{m}")
+    assert (f["type"], f["error"]) == ("error", "not_allowed"), f
+    v, tv = api.user()
+    api.relate(tv, x["id"], "block")
+    viewer = open_client(api, tv, clients)
+    viewer.ready()
+    assert viewer.subscribe(f"media:{m}")["type"] == "subscribed"
+    like(api, tx, m)
+    like(api, ta, m)
+    settle(api.env)
+    (f,) = viewer.events(1)
+    assert f["data"]["user_id"] == a["id"], f  # x's like never came
+
+
+def test_resume_gets_exactly_what_was_missed_then_live(api: Api, clients: list[Client]
+                                                       ) -> None:
+    """Disconnected, three likes and a comment happen; reconnecting with the last cursor
+    gives exactly those four in order, then live events, no duplicate."""
+    a, ta = api.user()
+    likers = [api.user() for _ in range(5)]
+    m = post(api, ta)
+    c = open_client(api, ta, clients)
+    c.ready()
+    c.subscribe(f"media:{m}")
+    like(api, likers[0][1], m)
+    settle(api.env)
+    last = c.events(1)[0]["cursor"]
+    c.close()
+    for _, t in likers[1:4]:
+        like(api, t, m)
+    r = api.post(f"/v1/media/{m}/comments", likers[1][1], text="nice one")
+    assert r.status_code == 200, r.text
+    settle(api.env)
+    again = open_client(api, ta, clients)
+    again.ready()
+    assert again.subscribe(f"media:{m}", after=last)["type"] == "subscribed"
+    missed = again.events(4)
+    assert [f["event"] for f in missed] == ["MediaLiked"] * 3 + ["CommentAdded"]
+    assert [f["data"].get("user_id") for f in missed[:3]] == [u["id"] for u, _ in likers[1:4]]
+    cursors = [f["cursor"] for f in missed]
+    assert len(set(cursors)) == 4 and all(cu > last for cu in cursors)
+    like(api, likers[4][1], m)
+    settle(api.env)
+    (live,) = again.events(1)
+    assert live["data"]["user_id"] == likers[4][0]["id"]
+
+
+def test_too_old_a_cursor_gets_a_reset(api: Api, clients: list[Client]) -> None:
+    """A cursor older than the history (trimmed to two entries here) gets a reset frame,
+    then live events."""
+    _, ta = api.user()
+    likers = [api.user() for _ in range(4)]
+    m = post(api, ta)
+    c = open_client(api, ta, clients)
+    c.ready()
+    start = c.subscribe(f"media:{m}")["cursor"]
+    c.close()
+    for _, t in likers[:3]:
+        like(api, t, m)
+    small = Driver(api.env)
+    cfg = api.env.config
+    small.ctx.config = dataclasses.replace(
+        cfg, realtime=dataclasses.replace(cfg.realtime, history_size=2))
+    small.drive("realtime")
+    again = open_client(api, ta, clients)
+    again.ready()
+    sub = again.subscribe(f"media:{m}", after=start)
+    reset = again.frame()
+    assert sub["type"] == "subscribed" and reset["type"] == "reset", (sub, reset)
+    assert reset["cursor"] == sub["cursor"]
+    like(api, likers[3][1], m)
+    settle(api.env)
+    (live,) = again.events(1)
+    assert live["data"]["user_id"] == likers[3][0]["id"]
+
+
+def test_a_slow_client_is_cut_off_while_a_fast_one_keeps_receiving(
+        api: Api, clients: list[Client]) -> None:
+    """A client that never reads is closed once its buffer passes the bound (4008, counted
+    in /metrics); a fast client on the same channel receives every frame."""
+    _, ta = api.user()
+    m = post(api, ta)
+    fast = open_client(api, ta, clients, compression=None, max_size=None)
+    fast.ready()
+    fast.subscribe(f"media:{m}")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(api.service.base.rsplit(":", 1)[1])))
+    slow = open_client(api, ta, clients, sock=sock, compression=None, max_queue=1)
+    slow.ready()
+    slow.subscribe(f"media:{m}")
+    store = RealtimeStore(api.env.redis, 5000, 60_000)
+    pad = "x" * 4000
+    got: list[int] = []
+    for i in range(0, 2500, 20):  # the fast client reads each batch before the next comes
+        store.publish((f"media:{m}", 0, Position(1, j + 1), json.dumps(
+            {"position": f"0:1.{j + 1}", "event": "Test", "users": [], "lat": None,
+             "lng": None, "data": {"n": j, "pad": pad}})) for j in range(i, i + 20))
+        got += [f["data"]["n"] for f in fast.events(20)]
+    assert got == list(range(2500))
+
+    def cut() -> bool:
+        text = api.http.get("/metrics").text
+        return "shutterlog_stream_slow_closed_total 1.0" in text
+
+    wait_for(cut, 20, "the slow client to be cut off")
+    with pytest.raises(ConnectionClosed):
+        while True:
+            slow.ws.recv(10)
+
+
+def test_bad_token_is_refused_with_a_close_code(api: Api, clients: list[Client]) -> None:
+    """An invalid token closes the stream with 4001 and a reason; a good token in an auth
+    frame is accepted."""
+    bad = open_client(api, "not-a-token", clients)
+    with pytest.raises(ConnectionClosed) as closed:
+        bad.frame()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4001
+    assert "invalid" in closed.value.rcvd.reason
+    u, t = api.user()
+    late = open_client(api, None, clients)
+    late.ws.send(json.dumps({"type": "auth", "access_token": t}))
+    assert late.ready()["user_id"] == u["id"]
+
+
+def test_feed_tag_and_geo_channels(api: Api, clients: list[Client]) -> None:
+    """A follower's live feed gets the followee's new post; a tag channel gets media with
+    the tag; a geo channel gets media inside its circle and not those outside."""
+    a, ta = api.user()
+    b, tb = api.user()
+    api.relate(tb, a["id"], "follow")
+    settle(api.env)
+    c = open_client(api, tb, clients)
+    c.ready()
+    tag = api.name("tag")
+    for channel in ("feed", f"tag:{tag}", "geo:48.8566,2.3522,1000"):
+        assert c.subscribe(channel)["type"] == "subscribed"
+    post(api, ta, caption="far away", lat="40.0", lng="-3.7")
+    near = post(api, ta, caption=f"near #{tag}", lat="48.8600", lng="2.3500")
+    frames = c.events(4)
+    by_channel: dict[str, list[str]] = {}
+    for f in frames:
+        assert f["event"] == "MediaRendered"
+        by_channel.setdefault(f["channel"], []).append(f["data"]["media_id"])
+    assert by_channel["geo:48.8566,2.3522,1000"] == [near]
+    assert by_channel[f"tag:{tag}"] == [near]
+    assert len(by_channel["feed"]) == 2 and by_channel["feed"][1] == near
+
+
+def test_redis_pubsub_loss_is_caught_up(api: Api, clients: list[Client]) -> None:
+    """When Redis drops the service's pub/sub connection, the service resubscribes and
+    serves what was published meanwhile from the history: no gap, no duplicate."""
+    _, ta = api.user()
+    likers = [api.user() for _ in range(2)]
+    m = post(api, ta)
+    c = open_client(api, ta, clients)
+    c.ready()
+    c.subscribe(f"media:{m}")
+    killed = api.env.redis.client_kill_filter(_type="pubsub")
+    assert killed >= 1
+    like(api, likers[0][1], m)
+    settle(api.env)
+    (first,) = c.events(1)
+    like(api, likers[1][1], m)
+    settle(api.env)
+    (second,) = c.events(1)
+    assert [first["data"]["user_id"], second["data"]["user_id"]] == [
+        u["id"] for u, _ in likers]
