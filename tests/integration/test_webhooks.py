@@ -237,9 +237,8 @@ def test_each_kind_of_subscription_gets_its_media_signed(
     secret = posted(api, tv, f"secret #{tag}", place=CIRCLE[:2])
     expected = {k: [m] for k, m in media.items()} | {
         "user": sorted([media["user"], secret])}
-    for kind, sub in subs.items():
-        wait_for(lambda sub=sub, kind=kind: hub.of(sub["id"]) == expected[kind], 60,
-                 f"the {kind} updates")
+    wait_for(lambda: all(hub.of(s["id"]) == expected[k] for k, s in subs.items()), 60,
+             "every subscription's updates")
     wait_for(lambda: idle(api.env), 60, "every delivery done")
     assert {k: hub.of(s["id"]) for k, s in subs.items()} == expected
     assert len(hub.updates) == 5 and all(r.header("X-Hub-Signature") for r in hub.posts())
@@ -292,6 +291,7 @@ def test_a_callback_that_keeps_failing_is_disabled(
         return found[0] if found and found[0]["status"] == "disabled" else None
 
     shown = wait_for(disabled, 60, "the subscription disabled")
+    assert shown is not None
     assert shown["disabled_reason"] == (
         "webhook delivery failed for good: the callback answered HTTP 503")
     assert int(shown["disabled_time"]) > 0
