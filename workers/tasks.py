@@ -49,12 +49,16 @@ class TaskRefused(Exception):
     """Raised by a handler for a failure that retrying cannot mend: the task fails at once."""
 
 
+def backoff(attempt: int, attempts: int, base: float, cap: float) -> float | None:
+    """Seconds before the try after failed ``attempt`` of ``attempts``: ``base`` doubling up
+    to ``cap``; None after the last."""
+    return None if attempt >= attempts else retry_delay(attempt, base, cap)
+
+
 def default_schedule(config: Config, attempt: int) -> float | None:
     """``workers.task_attempts`` tries, ``workers.retry_delay`` doubling between them."""
     w = config.workers
-    if attempt >= w.task_attempts:
-        return None
-    return retry_delay(attempt, w.retry_delay, w.retry_max_delay)
+    return backoff(attempt, w.task_attempts, w.retry_delay, w.retry_max_delay)
 
 
 @dataclass(frozen=True)

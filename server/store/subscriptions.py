@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from server.db import Txn
-from server.domain.ids import shard_of
 from server.domain.log import RecordedEvent
 from server.domain.shards import schema_name
 from server.domain.subscriptions import (
@@ -22,6 +21,7 @@ from server.domain.subscriptions import (
 from server.interfaces import IShardRouter
 from server.shards import mapped_shard
 from server.store.inline import INLINE
+from server.store.media import by_database
 
 _COLUMNS = ("id, client_id, object, object_id, lat, lng, radius_m, callback_url, status, "
             "reason, created_ms, disabled_ms")
@@ -74,13 +74,9 @@ def get(router: IShardRouter, subscription_id: int) -> Subscription | None:
 
 def by_ids(router: IShardRouter, ids: list[int]) -> dict[int, Subscription]:
     """Subscriptions by id (whatever their status): one query per database."""
-    by_db: dict[Any, dict[int, list[int]]] = {}
-    for i in ids:
-        if mapped_shard(router, i) is not None:
-            by_db.setdefault(router.database(shard_of(i)), {}).setdefault(shard_of(i), []
-                                                                         ).append(i)
     out: dict[int, Subscription] = {}
-    for db, shards in by_db.items():
+    known = [i for i in ids if mapped_shard(router, i) is not None]
+    for db, shards in by_database(router, known).items():
         sql = " UNION ALL ".join(f"SELECT {_COLUMNS} FROM {schema_name(s)}.subscriptions "
                                  "WHERE id = ANY(%s)" for s in shards)
         out.update({r[0]: _row(r) for r in db.run_interaction(

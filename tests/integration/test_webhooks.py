@@ -20,7 +20,7 @@ from tests.helpers import Process, wait_for
 from tests.integration.apiclient import Api, start_service
 from tests.integration.conftest import Env
 from tests.integration.mediakit import picture, upload
-from tests.integration.recording import relay, workers
+from tests.integration.recording import running
 
 SETTINGS = {
     "SHUTTERLOG_OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
@@ -36,13 +36,8 @@ FAR = (-33.8568, 151.2153)
 
 @pytest.fixture(scope="module")
 def pool(module_env: Env) -> Iterator[list[Process]]:
-    procs = [relay(module_env.vars, **SETTINGS),
-             workers(module_env.vars, concurrency=6, **SETTINGS)]
-    try:
+    with running(module_env.vars, SETTINGS) as procs:
         yield procs
-    finally:
-        for p in procs:
-            assert p.stop() == 0, p.output.text()
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ from typing import Any
 from server import callbacks
 from server.config import Config
 from server.db import Txn
-from server.domain.checkpoints import retry_delay
 from server.domain.ids import shard_of
 from server.domain.log import AppendRequest, NewEvent, RecordedEvent
 from server.domain.media import MediaRendered, State
@@ -53,7 +52,7 @@ from server.store.apps import PURPOSE
 from server.store.tokens import authorized_apps
 from workers.consumers import consumer
 from workers.context import WorkerContext
-from workers.tasks import TaskRefused, submit_tasks, task_handler
+from workers.tasks import TaskRefused, backoff, submit_tasks, task_handler
 
 log = logging.getLogger(__name__)
 KIND = "webhook"
@@ -95,9 +94,7 @@ class DeliveryFailed(Exception):
 def schedule(config: Config, attempt: int) -> float | None:
     """``webhooks.attempts`` tries, ``webhooks.retry_delay`` doubling between them."""
     w = config.webhooks
-    if attempt >= w.attempts:
-        return None
-    return retry_delay(attempt, w.retry_delay, w.retry_max_delay)
+    return backoff(attempt, w.attempts, w.retry_delay, w.retry_max_delay)
 
 
 def disable(ctx: WorkerContext, payload: dict[str, Any], error: str) -> None:
