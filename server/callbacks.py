@@ -10,6 +10,9 @@ a secret in them (the verify token is in the URL, so URLs are not repeated).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import httpx
 
 from server.domain.outbound import UnsafeURL
@@ -25,21 +28,26 @@ from server.domain.subscriptions import (
 USER_AGENT = "shutterlog-webhooks/1"
 
 
-def verify(client: httpx.Client, callback_url: str, verify_token: str, challenge: str
-           ) -> str | None:
+def verify(client: httpx.Client, callback_url: str, verify_token: str, challenge: str,
+           clock: Callable[[], float] = time.monotonic) -> str | None:
     """``GET callback_url?hub.mode=subscribe&hub.challenge=...&hub.verify_token=...``
     (redirects followed, each hop checked); None if the callback echoed the challenge, else
-    why not (refused address, unreachable, timeout, a non-2xx status, a wrong echo)."""
+    why not (refused address, unreachable, timeout, a non-2xx status, a wrong echo). Every
+    read waits at most the client's timeout, and the body (at most 1 KiB is read) must be in
+    within that timeout too: a callback dripping bytes cannot hold a thread."""
     url = httpx.URL(callback_url).copy_merge_params(
         {"hub.mode": "subscribe", "hub.challenge": challenge, "hub.verify_token": verify_token})
     try:
         with client.stream("GET", url, follow_redirects=True,
                            headers={"User-Agent": USER_AGENT}) as r:
+            deadline = clock() + (client.timeout.read or 10.0)
             answer = b""
             for chunk in r.iter_bytes():
                 answer += chunk
                 if len(answer) >= MAX_CHALLENGE_ANSWER:
                     break
+                if clock() > deadline:
+                    return "the callback did not answer in time"
             return challenge_failure(r.status_code, answer, challenge)
     except UnsafeURL as e:
         return f"the callback URL is refused: {e}"

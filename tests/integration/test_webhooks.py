@@ -5,6 +5,9 @@ here; one test runs a second service without it."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,6 +120,42 @@ def test_the_challenge_must_be_echoed(api: Api, app: tuple[str, str], hub: FakeH
                                           callback_url=dead))
     assert (code, kind) == (400, "APISubscriptionError") and "cannot reach" in message
     assert [s["id"] for s in listed(api, app)] == [sub["id"]]
+
+
+@pytest.fixture
+def dripping() -> Iterator[str]:
+    """A callback that sends its headers at once, then one byte of body every half second."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            while not stop.wait(0.5):  # the fake's behaviour, not a test's synchronization
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    stop.set()
+    server.close()
+    thread.join(5)
+
+
+def test_a_dripping_callback_is_cut_off(api: Api, app: tuple[str, str], hub: FakeHub,
+                                        dripping: str) -> None:
+    """A callback whose answer trickles in is refused once outbound.timeout has passed, not
+    after its whole body."""
+    started = time.monotonic()
+    r = subscribe(api, app, hub, object="tag", object_id="x", callback_url=dripping)
+    assert error(r) == (400, "APISubscriptionError", "callback_url verification failed: "
+                        "the callback did not answer in time")
+    assert time.monotonic() - started < 10  # 1,000 bytes would take 500 s
 
 
 def test_bad_requests_get_precise_errors_and_change_nothing(
