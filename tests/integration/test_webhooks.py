@@ -14,9 +14,21 @@ from typing import Any
 import httpx
 import pytest
 
+from scripts.seed import account, ready_medium
 from scripts.stack import free_port
+from server import catalog
+from server.config import load
+from server.db import Txn
+from server.domain.log import NewEvent
+from server.domain.oauth import app_shard
+from server.domain.subscriptions import SubscriptionCreated, subscription_stream
+from server.secretbox import SecretBox
+from server.store import apps
+from server.store.accounts import new_id
+from server.store.apps import PURPOSE
 from server.store.consumers import ConsumerStore
 from server.store.tasks import TaskStore
+from tests.drive import drive
 from tests.fakes.http import Reply
 from tests.fakes.hub import FakeHub
 from tests.helpers import Process, wait_for
@@ -24,6 +36,8 @@ from tests.integration.apiclient import Api, start_service
 from tests.integration.conftest import Env
 from tests.integration.mediakit import picture, upload
 from tests.integration.recording import running
+from workers.context import WorkerContext
+from workers.tasks import run_task
 
 SETTINGS = {
     "SHUTTERLOG_OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
@@ -368,3 +382,36 @@ def test_delete_by_id_by_object_and_all(api: Api, app: tuple[str, str], hub: Fak
     assert error(api.http.delete("/v1/subscriptions", params={**keys, "client_secret": "x",
                                                               "object": "all"}))[1] == \
         "OAuthClientException"
+
+
+def test_a_batch_applied_twice_redelivers_the_same_update_id(env: Env) -> None:
+    """The consumer applying a batch again (a crash before its checkpoint) delivers the
+    update again with the same id and signature: the receiver keeps it once."""
+    catalog.load()  # the inline projections, as every process of ours loads them
+    box = SecretBox(env.config.secrets.key, PURPOSE)
+    client_id, secret = apps.create(env.store, env.router, box, "Hooks",
+                                    "https://app.example/cb", False)
+    owner = account(env.store, env.router, Api.name())
+    shard = app_shard(client_id, env.router.count)
+    with FakeHub(secret) as hub:
+        sub_id = env.router.database(shard).run_interaction("id", new_id, shard)
+        env.store.append(shard, subscription_stream(sub_id), [NewEvent(SubscriptionCreated(
+            subscription_id=sub_id, client_id=client_id, object="tag", object_id="again",
+            lat=None, lng=None, radius_m=None, callback_url=hub.hook_url))],
+            expected_version=0)
+        media_id = ready_medium(env.store, env.router, owner, "once #again")
+        drive(env, "webhooks")
+        drive(env, "webhooks")  # from the origin again: what a crash before a checkpoint does
+        config = load(env=env.vars | {"SHUTTERLOG_OUTBOUND_ALLOW_HOSTS": "127.0.0.1"},
+                      search_default=False)
+        ctx = WorkerContext(config, env.router, env.store, env.redis)
+        tasks = [r[0] for db in env.router.databases() for r in db.run_interaction(
+            "tasks", Txn.fetchall, "SELECT id FROM tasks WHERE kind = 'webhook' ORDER BY id")]
+        try:
+            assert [run_task(ctx, t) for t in tasks] == ["done", "done"]
+        finally:
+            ctx.close()
+        first, second = hub.posts()
+        assert first.body == second.body and hub.repeats == 1
+        [only] = hub.updates.values()
+        assert only["id"].startswith(f"{sub_id}-") and only["data"] == {"media_id": str(media_id)}
