@@ -30,9 +30,9 @@ from typing import Any
 
 from server import callbacks
 from server.config import Config
-from server.db import Txn
+from server.db import RetryTransaction, Txn
 from server.domain.ids import shard_of
-from server.domain.log import AppendRequest, NewEvent, RecordedEvent
+from server.domain.log import AppendRequest, NewEvent, RecordedEvent, StreamConflict
 from server.domain.media import MediaRendered, State
 from server.domain.subscriptions import (
     DELIVERED,
@@ -60,18 +60,18 @@ KIND = "webhook"
 
 @consumer("webhooks", "MediaRendered", batch_size=500, from_head=True, side_effect=True)
 def webhooks(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
-    rendered = [e for e in events if isinstance(e.data, MediaRendered)]
+    rendered = [(e, e.data) for e in events if isinstance(e.data, MediaRendered)]
     subs = store.active(ctx.router) if rendered else []
     if not subs:
         return
-    rows = media.hydrate(ctx.router, [e.data.media_id for e in rendered], 0)  # type: ignore[attr-defined]
+    rows = media.hydrate(ctx.router, [d.media_id for _, d in rendered], 0)
     ready = {i: m for i, m in rows.items() if m.state is State.READY}
     owners = {m.owner_id for m in ready.values()}
     tokens = authorized_apps(ctx.redis, owners) if any(
         s.object == "user" for s in subs) else {}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for e in rendered:
-        m = ready.get(e.data.media_id)  # type: ignore[attr-defined]
+    for e, d in rendered:
+        m = ready.get(d.media_id)
         if m is None:
             continue
         facts = NewMedium(m.id, m.owner_id, m.owner_private, m.tags, m.location_id, m.lat,
@@ -104,18 +104,23 @@ def disable(ctx: WorkerContext, payload: dict[str, Any], error: str) -> None:
     for sub_id in sorted({int(u["subscription_id"]) for u in payload["updates"]}):
         shard = shard_of(sub_id)
 
-        def txn_fn(txn: Txn, sub_id: int = sub_id, shard: int = shard) -> None:
+        def txn_fn(txn: Txn, sub_id: int = sub_id, shard: int = shard) -> bool:
             stream = subscription_stream(sub_id)
             held = store.of_app_txn(txn, shard, payload["client_id"])
             if not any(s.id == sub_id and s.status == "active" for s in held):
-                return
-            ctx.store.append_txn(txn, [AppendRequest(
-                shard, stream, (NewEvent(SubscriptionDisabled(
-                    subscription_id=sub_id, client_id=payload["client_id"], reason=reason)),),
-                expected_version=ctx.store.stream_version_txn(txn, stream))])
+                return False
+            try:
+                ctx.store.append_txn(txn, [AppendRequest(
+                    shard, stream, (NewEvent(SubscriptionDisabled(
+                        subscription_id=sub_id, client_id=payload["client_id"],
+                        reason=reason)),),
+                    expected_version=ctx.store.stream_version_txn(txn, stream))])
+            except StreamConflict as e:  # deleted by its app at this moment: look again
+                raise RetryTransaction(str(e)) from e
+            return True
 
-        ctx.router.database(shard).run_interaction("disable_subscription", txn_fn)
-        log.warning("webhook subscription %d disabled: %s", sub_id, reason)
+        if ctx.router.database(shard).run_interaction("disable_subscription", txn_fn):
+            log.warning("webhook subscription %d disabled: %s", sub_id, reason)
 
 
 @task_handler(KIND, schedule=schedule, give_up=disable)
