@@ -81,13 +81,18 @@ def subscription_json(s: Subscription) -> dict[str, Any]:
 
 def client_app(call: Call, with_secret: bool = True) -> App:
     """The calling app: its ``client_id`` must name a live app and, ``with_secret``,
-    ``client_secret`` must be its secret (constant-time comparison)."""
+    ``client_secret`` must be its secret (constant-time comparison); an app created with
+    ``--require-signed`` must sign the request (``sig``)."""
     app = apps.get(call.ctx.router, call.params["client_id"])
     if app is None or app.revoked:
         raise APIError(400, CLIENT_ERROR, "Invalid client_id")
     if with_secret and not secret_matches(app.secret(call.ctx.box),
                                           call.params["client_secret"]):
         raise APIError(400, CLIENT_ERROR, "Invalid client_secret")
+    if app.require_signed and "sig" not in call.query and "sig" not in call.body:
+        # (a sig that is given was checked against this app by the pipeline)
+        raise APIError(403, "OAuthForbiddenException",
+                       "Invalid signed-request: Missing required parameter 'sig'")
     return app
 
 

@@ -32,7 +32,7 @@ from tests.drive import drive
 from tests.fakes.http import Reply
 from tests.fakes.hub import FakeHub
 from tests.helpers import Process, wait_for
-from tests.integration.apiclient import Api, start_service
+from tests.integration.apiclient import Api, sign, start_service
 from tests.integration.conftest import Env
 from tests.integration.mediakit import picture, upload
 from tests.integration.recording import running
@@ -175,7 +175,8 @@ def test_a_dripping_callback_is_cut_off(api: Api, app: tuple[str, str], hub: Fak
 def test_bad_requests_get_precise_errors_and_change_nothing(
         api: Api, app: tuple[str, str], hub: FakeHub) -> None:
     """Unknown objects, missing or malformed fields, bad coordinates, unknown locations and
-    wrong credentials are refused with named 4xx errors; no callback is even asked."""
+    wrong credentials are refused with named 4xx errors before any callback is asked; an app
+    that must sign its requests is refused without a valid sig and served with one."""
     cases: list[tuple[dict[str, str], int, str, str]] = [
         ({"object": "comment", "object_id": "x"}, 400, "APIInvalidParametersError",
          "object must be one of: user, tag, location, geography"),
@@ -217,6 +218,17 @@ def test_bad_requests_get_precise_errors_and_change_nothing(
                                                      "client_secret": "x" * 32})
     assert error(bad) == (400, "OAuthClientException", "Invalid client_secret")
     assert hub.requests == [] and listed(api, app) == []
+    signed = api.create_app(require_signed=True)
+    form = {"client_id": signed[0], "client_secret": signed[1], "object": "tag",
+            "object_id": "x", "aspect": "media", "callback_url": hub.hook_url,
+            "verify_token": hub.verify_token}
+    assert error(api.http.post("/v1/subscriptions", data=form)) == (
+        403, "OAuthForbiddenException", "Invalid signed-request: Missing required parameter 'sig'")
+    r = api.http.post("/v1/subscriptions", data=form | {"sig": "0" * 64})
+    assert error(r)[:2] == (403, "OAuthForbiddenException")
+    r = api.http.post("/v1/subscriptions",
+                      data=form | {"sig": sign("/v1/subscriptions", form, signed[1])})
+    assert r.status_code == 200, r.text
 
 
 def test_private_addresses_are_refused(api: Api, app: tuple[str, str], module_env: Env
