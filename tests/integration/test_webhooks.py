@@ -46,7 +46,7 @@ SETTINGS = {
     "SHUTTERLOG_WEBHOOKS_RETRY_DELAY": "0.05",
     "SHUTTERLOG_WEBHOOKS_RETRY_MAX_DELAY": "0.2",
 }
-SERVICE_ENV = SETTINGS
+SERVICE_ENV = SETTINGS | {"SHUTTERLOG_WEBHOOKS_MAX_SUBSCRIPTIONS": "5"}
 CIRCLE = (48.8584, 2.2945, 500.0)  # lat, lng, radius in meters
 FAR = (-33.8568, 151.2153)
 
@@ -371,10 +371,13 @@ def test_a_callback_that_keeps_failing_is_disabled(
 def test_delete_by_id_by_object_and_all(api: Api, app: tuple[str, str], hub: FakeHub
                                         ) -> None:
     """DELETE removes one subscription by id, every one of a kind, or all of them; an
-    unknown id is 404 and id with object (or neither) is 400."""
+    unknown id is 404 and id with object (or neither) is 400. An app holds at most
+    webhooks.max_subscriptions."""
     ids = [created(subscribe(api, app, hub, object="tag", object_id=t))["id"]
-           for t in ("one", "two", "three")]
+           for t in ("one", "two", "three", "four")]
     geo = created(subscribe(api, app, hub, object="geography", lat="1", lng="2"))["id"]
+    assert error(subscribe(api, app, hub, object="tag", object_id="six")) == (
+        400, "APISubscriptionError", "an app may hold at most 5 subscriptions; delete some first")
     keys = {"client_id": app[0], "client_secret": app[1]}
 
     def delete(**params: str) -> httpx.Response:
@@ -387,6 +390,7 @@ def test_delete_by_id_by_object_and_all(api: Api, app: tuple[str, str], hub: Fak
     assert error(delete(id=ids[1], object="tag"))[:2] == (400, "APIInvalidParametersError")
     assert error(delete())[:2] == (400, "APIInvalidParametersError")
     assert error(delete(object="comment"))[:2] == (400, "APIInvalidParametersError")
+    created(subscribe(api, app, hub, object="tag", object_id="five"))
     assert delete(object="tag").status_code == 200
     assert [s["id"] for s in listed(api, app)] == [geo]
     assert delete(object="all").status_code == 200
