@@ -28,6 +28,7 @@ from server.store.accounts import new_id
 from server.store.apps import PURPOSE
 from server.store.consumers import ConsumerStore
 from server.store.tasks import TaskStore
+from server.store.tokens import Tokens, authorized_apps, digest, token_key
 from tests.drive import drive
 from tests.fakes.http import Reply
 from tests.fakes.hub import FakeHub
@@ -431,3 +432,17 @@ def test_a_batch_applied_twice_redelivers_the_same_update_id(env: Env) -> None:
         assert first.body == second.body and hub.repeats == 1
         [only] = hub.updates.values()
         assert only["id"].startswith(f"{sub_id}-") and only["data"] == {"media_id": str(media_id)}
+
+
+def test_authorized_apps_are_those_with_a_live_token(module_env: Env) -> None:
+    """A user authorized the apps they hold a live token of: a revoked token, or one whose
+    key expired, no longer counts."""
+    tokens = Tokens(module_env.redis, token_ttl=3600, code_ttl=60, session_ttl=60)
+    expired = tokens.issue(901, "app-a", "basic", False)
+    tokens.issue(901, "app-b", "basic", False)
+    revoked = tokens.issue(901, "app-c", "basic", False)
+    tokens.issue(902, "app-b", "basic", False)
+    assert tokens.revoke(revoked)
+    module_env.redis.delete(token_key(digest(expired)))  # what expiry does to the key
+    assert authorized_apps(module_env.redis, [901, 902, 903]) == {
+        901: frozenset({"app-b"}), 902: frozenset({"app-b"}), 903: frozenset()}
