@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from typing import Any
 
 from tests.fakes.http import FakeHTTPServer, Reply, Request
@@ -22,6 +23,8 @@ class FakeHub(FakeHTTPServer):
         super().__init__(host=host)
         self.secret, self.verify_token = secret, verify_token
         self.echo, self.challenge_status = "right", 200
+        self.stalls = 0  # POSTs to hold (unrecorded) until ``release`` is set: a hung receiver
+        self.release = threading.Event()
         self.updates: dict[str, dict[str, Any]] = {}
         self.repeats = 0
         self.hook_url = f"{self.url}/hook"
@@ -45,6 +48,11 @@ class FakeHub(FakeHTTPServer):
     def receive(self, request: Request) -> Reply:
         if request.content_type != "application/json":
             return Reply(415, {"error": "JSON only"})
+        with self.lock:
+            stall, self.stalls = self.stalls > 0, max(0, self.stalls - 1)
+        if stall:
+            self.release.wait(30)
+            return Reply(200, body=b"")
         for item in request.json():
             with self.lock:
                 if item["id"] in self.updates:

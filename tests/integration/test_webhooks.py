@@ -337,6 +337,22 @@ def test_a_500_is_retried_and_the_same_update_arrives(
     assert listed(api, app)[0]["status"] == "active"
 
 
+def test_a_callback_that_does_not_answer_in_time_is_retried(
+        api: Api, app: tuple[str, str], hub: FakeHub, pool: list[Process]) -> None:
+    """A POST the callback leaves unanswered past outbound.timeout is sent again."""
+    (_, token) = api.user()
+    tag = f"slow{app[0][:8]}"
+    sub = created(subscribe(api, app, hub, object="tag", object_id=tag))
+    hub.stalls = 1
+    try:
+        m = posted(api, token, f"#{tag}")
+        wait_for(lambda: hub.of(sub["id"]) == [m], 60, "the update after a timeout")
+    finally:
+        hub.release.set()
+    first, second = hub.posts()
+    assert first.body == second.body and listed(api, app)[0]["status"] == "active"
+
+
 def test_a_callback_that_keeps_failing_is_disabled(
         api: Api, app: tuple[str, str], hub: FakeHub, pool: list[Process]) -> None:
     """After webhooks.attempts answers of 503 the subscription is disabled and GET says why;
