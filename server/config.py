@@ -279,6 +279,19 @@ class RealtimeConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    attempts: int = _setting(
+        8, "tries of one webhook delivery (5xx, 408, 429, timeouts) before its subscriptions "
+        "are disabled")
+    retry_delay: float = _setting(
+        5.0, "seconds before a failed webhook delivery's first retry, doubling")
+    retry_max_delay: float = _setting(
+        900.0, "longest wait between two tries of a webhook delivery, in seconds")
+    max_updates: int = _setting(100, "updates one webhook POST carries at most")
+    max_subscriptions: int = _setting(100, "subscriptions one app may hold (active or disabled)")
+
+
+@dataclass(frozen=True)
 class Config:
     var: Path = _setting(Path("var"), "state directory: database cluster, Redis data, logs, blobs")
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -301,6 +314,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
     @property
     def shard_map(self) -> ShardMap:
@@ -479,7 +493,8 @@ def _shard_count(v: int) -> None:
     "media.video_max_bytes", "media.max_pixels", "media.video_max_seconds", "feeds.size",
     "feeds.user_media_size", "feeds.activity_size", "feeds.chunk_size", "feeds.rebuild_lease_ms",
     "realtime.history_size", "realtime.history_ttl", "realtime.max_buffer_bytes",
-    "realtime.max_channels",
+    "realtime.max_channels", "webhooks.attempts", "webhooks.max_updates",
+    "webhooks.max_subscriptions",
 )
 def _positive(v: int) -> None:
     if v < 1:
@@ -488,7 +503,7 @@ def _positive(v: int) -> None:
 
 @_check("workers.retry_delay", "workers.retry_max_delay", "workers.job_budget",
         "workers.stop_timeout", "workers.task_lease", "relay.poll_interval",
-        "realtime.auth_timeout")
+        "realtime.auth_timeout", "webhooks.retry_delay", "webhooks.retry_max_delay")
 def _positive_seconds(v: float) -> None:
     if not v > 0:
         raise ValueError(f"must be a positive number of seconds, got {v}")

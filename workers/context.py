@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import httpx
 import redis
 
 from server.config import Config
@@ -56,9 +57,21 @@ class WorkerContext:
         r = self.config.realtime
         return RealtimeStore(self.redis, r.history_size, r.history_ttl * 1000)
 
+    @cached_property
+    def outbound(self) -> httpx.Client:
+        """An HTTP client for URLs users and apps give us (webhook callbacks): it refuses
+        private, loopback and link-local addresses (``server.outbound``)."""
+        from server.outbound import policy_from, safe_client
+
+        out = self.config.outbound
+        return safe_client(policy_from(self.config), timeout=out.timeout,
+                           max_redirects=out.max_redirects)
+
     def close(self) -> None:
         if "geo" in self.__dict__:
             self.geo.close()
+        if "outbound" in self.__dict__:
+            self.outbound.close()
         self.router.close()
         self.redis.close()
         if "gearman" in self.__dict__:

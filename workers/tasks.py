@@ -10,7 +10,9 @@ A feature declares a task kind and its handler, and submits payloads (msgpack-ab
 ``submit_tasks`` inserts the rows, then submits one background job per task (unique key: the
 task id). A worker leases the task (no other worker runs it while the lease holds; a heartbeat
 keeps the lease while the handler runs), runs it and marks it done; a failure is retried with
-backoff up to ``workers.task_attempts`` times, then the task is marked failed. The relay
+backoff up to ``workers.task_attempts`` times, then the task is marked failed (a kind may
+declare its own schedule, and a ``give_up`` hook that runs before a task is marked failed;
+a handler raising ``TaskRefused`` fails at once, without retries). The relay
 re-submits every task not done by its deadline, so a job lost with a gearmand, or a worker
 killed mid-task, only delays it. Handlers must be idempotent: a task whose worker died after
 the work but before marking it done runs again.
@@ -21,11 +23,13 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gevent
 import msgpack
 
+from server.config import Config
 from server.domain.checkpoints import retry_delay
 from server.store.tasks import Lease, TaskStore
 from workers import metrics
@@ -35,20 +39,53 @@ from workers.jobs import submit, task_job
 log = logging.getLogger(__name__)
 
 TaskHandler = Callable[[WorkerContext, Any], None]
+#: Seconds before the next try after failed attempt N (1, 2, ...); None: no more tries.
+Schedule = Callable[[Config, int], float | None]
+#: Called with the payload and the last error before a task is marked failed.
+GiveUp = Callable[[WorkerContext, Any, str], None]
+
+
+class TaskRefused(Exception):
+    """Raised by a handler for a failure that retrying cannot mend: the task fails at once."""
+
+
+def backoff(attempt: int, attempts: int, base: float, cap: float) -> float | None:
+    """Seconds before the try after failed ``attempt`` of ``attempts``: ``base`` doubling up
+    to ``cap``; None after the last."""
+    return None if attempt >= attempts else retry_delay(attempt, base, cap)
+
+
+def default_schedule(config: Config, attempt: int) -> float | None:
+    """``workers.task_attempts`` tries, ``workers.retry_delay`` doubling between them."""
+    w = config.workers
+    return backoff(attempt, w.task_attempts, w.retry_delay, w.retry_max_delay)
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """A task kind's handler, retry schedule and give-up hook."""
+
+    run: TaskHandler
+    schedule: Schedule = default_schedule
+    give_up: GiveUp | None = None
 
 
 class TaskHandlers:
     """Task handlers by kind."""
 
     def __init__(self) -> None:
-        self._by_kind: dict[str, TaskHandler] = {}
+        self._by_kind: dict[str, TaskKind] = {}
 
-    def add(self, kind: str, fn: TaskHandler) -> None:
+    def add(self, kind: str, fn: TaskHandler, schedule: Schedule = default_schedule,
+            give_up: GiveUp | None = None) -> None:
         if kind in self._by_kind:
             raise ValueError(f"task kind {kind!r} declared twice")
-        self._by_kind[kind] = fn
+        self._by_kind[kind] = TaskKind(fn, schedule, give_up)
 
     def get(self, kind: str) -> TaskHandler:
+        return self.kind(kind).run
+
+    def kind(self, kind: str) -> TaskKind:
         try:
             return self._by_kind[kind]
         except KeyError:
@@ -59,11 +96,14 @@ class TaskHandlers:
 TASKS = TaskHandlers()
 
 
-def task_handler(kind: str, registry: TaskHandlers = TASKS) -> Callable[[TaskHandler], TaskHandler]:
-    """Decorator: declare ``fn`` as the handler of tasks of ``kind``."""
+def task_handler(kind: str, registry: TaskHandlers = TASKS, schedule: Schedule = default_schedule,
+                 give_up: GiveUp | None = None) -> Callable[[TaskHandler], TaskHandler]:
+    """Decorator: declare ``fn`` as the handler of tasks of ``kind`` (retried on
+    ``schedule``; ``give_up`` runs before a task is marked failed, and must be idempotent:
+    a worker dying right after it runs it again)."""
 
     def register(fn: TaskHandler) -> TaskHandler:
-        registry.add(kind, fn)
+        registry.add(kind, fn, schedule, give_up)
         return fn
 
     return register
@@ -96,8 +136,12 @@ def run_task(ctx: WorkerContext, task_id: int, registry: TaskHandlers = TASKS) -
         return "busy"
     heartbeat = gevent.spawn(_keep, store, lease, settings.task_lease)
     error: Exception | None = None
+    kind: TaskKind | None = None
+    payload: Any = None
     try:
-        registry.get(lease.kind)(ctx, msgpack.unpackb(lease.payload, raw=False))
+        kind = registry.kind(lease.kind)
+        payload = msgpack.unpackb(lease.payload, raw=False)
+        kind.run(ctx, payload)
     except Exception as e:
         error = e
     finally:
@@ -108,9 +152,14 @@ def run_task(ctx: WorkerContext, task_id: int, registry: TaskHandlers = TASKS) -
             log.warning("task %d (%s) finished after its lease was lost", task_id, lease.kind)
     else:
         text = f"{type(error).__name__}: {error}"
-        final = lease.attempt >= settings.task_attempts
-        delay = None if final else retry_delay(lease.attempt, settings.retry_delay,
-                                               settings.retry_max_delay)
+        schedule = kind.schedule if kind is not None else default_schedule
+        delay = None if isinstance(error, TaskRefused) else schedule(ctx.config, lease.attempt)
+        final = delay is None
+        if final and kind is not None and kind.give_up is not None:
+            try:
+                kind.give_up(ctx, payload, str(error))
+            except Exception:
+                log.exception("task %d (%s): giving up failed", task_id, lease.kind)
         store.finish(lease, text, delay)
         outcome = "failed" if final else "retry"
         log.log(logging.ERROR if final else logging.WARNING,

@@ -120,6 +120,16 @@ def objects(call: Call, ids: list[int], follows: set[int] | None = None) -> list
     return [media_json(call, shown[i], counts[i]) for i in ids if i in shown]
 
 
+def public_objects(call: Call, ids: list[int]) -> list[dict[str, Any]]:
+    """The media objects of ``ids`` anyone may see (ready, of public accounts), in the order
+    given: for endpoints an app calls without a user's token."""
+    found = hydrate(call.ctx.router, ids, 0)
+    shown = {m.id: m for m in found.values()
+             if rules.may_see(viewing(0, m, set()), m.state)}
+    counts = call.ctx.counters.get(shown)
+    return [media_json(call, shown[i], counts[i]) for i in ids if i in shown]
+
+
 def user_short(m: Medium) -> dict[str, Any]:
     return {"id": str(m.owner_id), "username": m.owner_username,
             "full_name": m.owner_full_name, "profile_picture": ""}

@@ -32,6 +32,7 @@ from server.api import (
     openapi,
     relationships,
     stream,
+    subscriptions,
     tags,
     users,
 )
@@ -56,7 +57,7 @@ LATENCY = Histogram(
 ROUTE_MODULES: list[Callable[[Klein, ServiceContext], None]] = [
     health.routes, metrics.routes, users.routes, relationships.routes, oauth.routes,
     media.routes, likes.routes, comments.routes, feeds.routes, tags.routes, locations.routes,
-    blobs.routes, openapi.routes,
+    blobs.routes, subscriptions.routes, openapi.routes,
 ]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
@@ -130,3 +131,22 @@ class Tokens:
     def session_user(self, session: str) -> int | None:
         raw = self.redis.get(f"sess:{digest(session)}")
         return int(raw) if raw else None
+
+
+def authorized_apps(client: redis.Redis, user_ids: Iterable[int]) -> dict[int, frozenset[str]]:
+    """The apps each user holds a live access token of (two pipelined round trips: the
+    users' token sets, then each token's app; expired tokens have no app any more)."""
+    users = sorted(set(user_ids))
+    pipe = client.pipeline(transaction=False)
+    for user_id in users:
+        pipe.smembers(f"utok:{user_id}")
+    hashes = [(u, h.decode()) for u, found in zip(users, pipe.execute(), strict=True)
+              for h in found]
+    pipe = client.pipeline(transaction=False)
+    for _, h in hashes:
+        pipe.hget(token_key(h), "client")
+    out: dict[int, set[str]] = {u: set() for u in users}
+    for (user_id, _), app in zip(hashes, pipe.execute() if hashes else [], strict=True):
+        if app is not None:
+            out[user_id].add(app.decode())
+    return {u: frozenset(apps) for u, apps in out.items()}

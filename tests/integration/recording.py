@@ -8,10 +8,11 @@ once. Knobs in Redis make them slow, hold a batch in the middle, or fail on chos
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import redis
@@ -137,6 +138,18 @@ def relay(env_vars: dict[str, str], **extra: str) -> Process:
 def workers(env_vars: dict[str, str], concurrency: int = 8, **extra: str) -> Process:
     return Process(cli("workers", "--concurrency", str(concurrency)), env_vars | FAST | extra,
                    "workers")
+
+
+@contextlib.contextmanager
+def running(env_vars: dict[str, str], settings: dict[str, str], concurrency: int = 6
+            ) -> Iterator[list[Process]]:
+    """A relay and a worker process with ``settings``; both must stop cleanly."""
+    procs = [relay(env_vars, **settings), workers(env_vars, concurrency, **settings)]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            assert p.stop() == 0, p.output.text()
 
 
 def metrics_port() -> str:

@@ -1,4 +1,5 @@
-"""Durable chunk tasks: a task lost from gearmand runs anyway; a task never runs twice at once."""
+"""Durable chunk tasks: a task lost from gearmand runs anyway; a task never runs twice at once;
+a kind's own retry schedule and give-up hook."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from workers import gearman
 from workers.context import WorkerContext
 from workers.gearman import GearmanClient
 from workers.jobs import task_function
-from workers.tasks import submit_tasks
+from workers.tasks import TaskHandlers, TaskRefused, run_task, submit_tasks
 
 
 def runs(env: Env) -> list[bytes]:
@@ -67,3 +68,31 @@ def test_task_is_not_run_twice_concurrently(env: Env) -> None:
         client.close()
         for p in procs:
             assert p.stop() == 0, p.output.text()
+
+
+def test_a_kind_retries_on_its_schedule_then_gives_up(env: Env) -> None:
+    """A failing task is retried while its kind's schedule says so, then the give-up hook
+    gets the payload and the error before the task is marked failed; TaskRefused fails at
+    once."""
+    registry = TaskHandlers()
+    gave_up: list[tuple[object, str]] = []
+
+    def fail(_ctx: WorkerContext, payload: object) -> None:
+        raise RuntimeError("down")
+
+    def refuse(_ctx: WorkerContext, payload: object) -> None:
+        raise TaskRefused("gone for good")
+
+    for kind, fn in (("t_fail", fail), ("t_refuse", refuse)):
+        registry.add(kind, fn, schedule=lambda _cfg, attempt: 0.0 if attempt < 2 else None,
+                     give_up=lambda _ctx, payload, error: gave_up.append((payload, error)))
+    store = TaskStore(env.router)
+    [failing] = store.insert(3, "t_fail", [msgpack.packb({"n": 1})], grace=60)
+    [refused] = store.insert(3, "t_refuse", [msgpack.packb({"n": 2})], grace=60)
+    ctx = WorkerContext(env.config, env.router, env.store, env.redis)
+    assert run_task(ctx, failing, registry) == "retry" and gave_up == []
+    assert state(store, failing) == ("pending", 1)
+    assert run_task(ctx, failing, registry) == "failed"
+    assert gave_up == [({"n": 1}, "down")] and state(store, failing) == ("failed", 2)
+    assert run_task(ctx, refused, registry) == "failed"
+    assert gave_up[1:] == [({"n": 2}, "gone for good")] and state(store, refused) == ("failed", 1)

@@ -1,0 +1,464 @@
+"""Webhook subscriptions end to end: the API service, the real relay, gearmand and worker
+processes, and an app's receiver on loopback (``tests/fakes/hub.py``) that answers the
+challenge and checks every signature. Loopback is allowed through ``outbound.allow_hosts``
+here; one test runs a second service without it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from scripts.seed import account, ready_medium
+from scripts.stack import free_port
+from server import catalog
+from server.config import load
+from server.db import Txn
+from server.domain.log import NewEvent
+from server.domain.oauth import app_shard
+from server.domain.subscriptions import SubscriptionCreated, subscription_stream
+from server.secretbox import SecretBox
+from server.store import apps
+from server.store.accounts import new_id
+from server.store.apps import PURPOSE
+from server.store.consumers import ConsumerStore
+from server.store.tasks import TaskStore
+from server.store.tokens import Tokens, authorized_apps, digest, token_key
+from tests.drive import drive
+from tests.fakes.http import Reply
+from tests.fakes.hub import FakeHub
+from tests.helpers import Process, wait_for
+from tests.integration.apiclient import Api, sign, start_service
+from tests.integration.conftest import Env
+from tests.integration.mediakit import picture, upload
+from tests.integration.recording import running
+from workers.context import WorkerContext
+from workers.tasks import run_task
+
+SETTINGS = {
+    "SHUTTERLOG_OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
+    "SHUTTERLOG_OUTBOUND_TIMEOUT": "3",
+    "SHUTTERLOG_WEBHOOKS_ATTEMPTS": "3",
+    "SHUTTERLOG_WEBHOOKS_RETRY_DELAY": "0.05",
+    "SHUTTERLOG_WEBHOOKS_RETRY_MAX_DELAY": "0.2",
+}
+SERVICE_ENV = SETTINGS | {"SHUTTERLOG_WEBHOOKS_MAX_SUBSCRIPTIONS": "5"}
+CIRCLE = (48.8584, 2.2945, 500.0)  # lat, lng, radius in meters
+FAR = (-33.8568, 151.2153)
+
+
+@pytest.fixture(scope="module")
+def pool(module_env: Env) -> Iterator[list[Process]]:
+    with running(module_env.vars, SETTINGS) as procs:
+        yield procs
+
+
+@pytest.fixture
+def app(api: Api) -> tuple[str, str]:
+    """An app of the test's own (subscriptions are per app)."""
+    return api.create_app()
+
+
+@pytest.fixture
+def hub(app: tuple[str, str]) -> Iterator[FakeHub]:
+    with FakeHub(secret=app[1]) as receiver:
+        yield receiver
+
+
+def subscribe(api: Api, app: tuple[str, str], hub: FakeHub, **fields: Any) -> httpx.Response:
+    form = {"client_id": app[0], "client_secret": app[1], "aspect": "media",
+            "callback_url": hub.hook_url, "verify_token": hub.verify_token} | fields
+    return api.http.post("/v1/subscriptions", data=form)
+
+
+def created(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code == 200, r.text
+    return dict(r.json()["data"])
+
+
+def listed(api: Api, app: tuple[str, str]) -> list[dict[str, Any]]:
+    r = api.http.get("/v1/subscriptions", params={"client_id": app[0], "client_secret": app[1]})
+    assert r.status_code == 200, r.text
+    return list(r.json()["data"])
+
+
+def error(r: httpx.Response) -> tuple[int, str, str]:
+    m = r.json()["meta"]
+    return r.status_code, m["error_type"], m["error_message"]
+
+
+def posted(api: Api, token: str, caption: str = "", place: tuple[float, float] | None = None,
+           **fields: str) -> str:
+    if place is not None:
+        fields |= {"lat": str(place[0]), "lng": str(place[1])}
+    r = upload(api, token, picture(), caption=caption, **fields)
+    assert r.status_code == 200, r.text
+    return str(r.json()["data"]["id"])
+
+
+def idle(env: Env) -> bool:
+    """The webhooks consumer is at every shard's head and no delivery task is waiting."""
+    checkpoints = ConsumerStore(env.router)
+    for shard in range(env.router.count):
+        head, cp = env.store.head(shard), checkpoints.checkpoint("webhooks", shard)
+        if head is not None and (cp is None or cp.position < head):
+            return False
+    tasks = TaskStore(env.router)
+    return all(not (set(tasks.counts(db)) & {"pending", "running"})
+               for db in env.router.databases())
+
+
+def test_the_challenge_must_be_echoed(api: Api, app: tuple[str, str], hub: FakeHub) -> None:
+    """A callback echoing hub.challenge gets the subscription (in the v1 shape); a wrong
+    echo, a non-2xx answer and an unreachable callback are refused and create nothing."""
+    sub = created(subscribe(api, app, hub, object="tag", object_id="NoFilter"))
+    assert sub == {"id": sub["id"], "type": "subscription", "object": "tag",
+                   "object_id": "nofilter", "aspect": "media", "callback_url": hub.hook_url,
+                   "status": "active"}
+    [check] = hub.received("GET", "/hook")
+    assert check.query["hub.mode"] == ["subscribe"]
+    assert check.query["hub.verify_token"] == [hub.verify_token]
+    hub.echo = "wrong"
+    assert error(subscribe(api, app, hub, object="tag", object_id="x")) == (
+        400, "APISubscriptionError", "callback_url verification failed: the callback "
+        "answered 'not-the-challenge' instead of echoing hub.challenge")
+    hub.echo, hub.challenge_status = "right", 404
+    assert "answered HTTP 404" in error(subscribe(api, app, hub, object="tag",
+                                                  object_id="x"))[2]
+    dead = f"http://127.0.0.1:{free_port()}/hook"
+    code, kind, message = error(subscribe(api, app, hub, object="tag", object_id="x",
+                                          callback_url=dead))
+    assert (code, kind) == (400, "APISubscriptionError") and "cannot reach" in message
+    assert [s["id"] for s in listed(api, app)] == [sub["id"]]
+
+
+@pytest.fixture
+def dripping() -> Iterator[str]:
+    """A callback that sends its headers at once, then one byte of body every half second."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            while not stop.wait(0.5):  # the fake's behaviour, not a test's synchronization
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    stop.set()
+    server.close()
+    thread.join(5)
+
+
+def test_a_dripping_callback_is_cut_off(api: Api, app: tuple[str, str], hub: FakeHub,
+                                        dripping: str) -> None:
+    """A callback whose answer trickles in is refused once outbound.timeout has passed, not
+    after its whole body."""
+    started = time.monotonic()
+    r = subscribe(api, app, hub, object="tag", object_id="x", callback_url=dripping)
+    assert error(r) == (400, "APISubscriptionError", "callback_url verification failed: "
+                        "the callback did not answer in time")
+    assert time.monotonic() - started < 10  # 1,000 bytes would take 500 s
+
+
+def test_bad_requests_get_precise_errors_and_change_nothing(
+        api: Api, app: tuple[str, str], hub: FakeHub) -> None:
+    """Unknown objects, missing or malformed fields, bad coordinates, unknown locations and
+    wrong credentials are refused with named 4xx errors before any callback is asked; an app
+    that must sign its requests is refused without a valid sig and served with one."""
+    cases: list[tuple[dict[str, str], int, str, str]] = [
+        ({"object": "comment", "object_id": "x"}, 400, "APIInvalidParametersError",
+         "object must be one of: user, tag, location, geography"),
+        ({"object": "tag"}, 400, "APIInvalidParametersError", "object_id must be a tag name"),
+        ({"object": "tag", "object_id": "no spaces"}, 400, "APIInvalidParametersError",
+         "object_id must be a tag name"),
+        ({"object": "tag", "object_id": "x", "aspect": "likes"}, 400,
+         "APIInvalidParametersError", "aspect must be one of: media"),
+        ({"object": "location", "object_id": "12a"}, 400, "APIInvalidParametersError",
+         "object_id must be a location id"),
+        ({"object": "location", "object_id": "123"}, 400, "APIInvalidParametersError",
+         "object_id: no location 123"),
+        ({"object": "geography", "lng": "2"}, 400, "APIInvalidParametersError",
+         "lat is required for object=geography"),
+        ({"object": "geography", "lat": "nan", "lng": "2"}, 400, "APIInvalidParametersError",
+         "lat must be a latitude in degrees between -90 and 90, got 'nan'"),
+        ({"object": "geography", "lat": "1", "lng": "181"}, 400, "APIInvalidParametersError",
+         "lng must be a longitude in degrees between -180 and 180, got '181'"),
+        ({"object": "geography", "lat": "1", "lng": "2", "radius": "6000"}, 400,
+         "APIInvalidParametersError", "radius must be a distance in meters above 0 and at "
+         "most 5,000, got '6000'"),
+        ({"object": "tag", "object_id": "x", "lat": "1"}, 400, "APIInvalidParametersError",
+         "lat, lng and radius are for object=geography only"),
+        ({"object": "tag", "object_id": "x", "callback_url": "ftp://example.com/"}, 400,
+         "APIInvalidParametersError", "callback_url: "),
+        ({"object": "tag", "object_id": "x", "callback_url": ""}, 400,
+         "APIInvalidParametersError", "callback_url: "),
+        ({"object": "tag", "object_id": "x", "client_secret": "nope"}, 400,
+         "OAuthClientException", "Invalid client_secret"),
+        ({"object": "tag", "object_id": "x", "client_id": "nope"}, 400,
+         "OAuthClientException", "Invalid client_id"),
+    ]
+    for fields, code, kind, needle in cases:
+        got = error(subscribe(api, app, hub, **fields))
+        assert got[:2] == (code, kind) and needle in got[2], (fields, got)
+    r = api.http.post("/v1/subscriptions", data={"client_id": app[0], "object": "tag"})
+    assert error(r) == (400, "APIInvalidParametersError", "client_secret is required")
+    bad = api.http.get("/v1/subscriptions", params={"client_id": app[0],
+                                                     "client_secret": "x" * 32})
+    assert error(bad) == (400, "OAuthClientException", "Invalid client_secret")
+    assert hub.requests == [] and listed(api, app) == []
+    signed = api.create_app(require_signed=True)
+    form = {"client_id": signed[0], "client_secret": signed[1], "object": "tag",
+            "object_id": "x", "aspect": "media", "callback_url": hub.hook_url,
+            "verify_token": hub.verify_token}
+    assert error(api.http.post("/v1/subscriptions", data=form)) == (
+        403, "OAuthForbiddenException", "Invalid signed-request: Missing required parameter 'sig'")
+    r = api.http.post("/v1/subscriptions", data=form | {"sig": "0" * 64})
+    assert error(r)[:2] == (403, "OAuthForbiddenException")
+    r = api.http.post("/v1/subscriptions",
+                      data=form | {"sig": sign("/v1/subscriptions", form, signed[1])})
+    assert r.status_code == 200, r.text
+
+
+def test_private_addresses_are_refused(api: Api, app: tuple[str, str], module_env: Env
+                                       ) -> None:
+    """The metadata address is refused outright, a redirect from an allowed host to another
+    loopback address is refused at that hop; without the operator's allow-list, 127.0.0.1
+    and a name resolving to it are refused before any request is made."""
+    r = api.http.post("/v1/subscriptions", data={
+        "client_id": app[0], "client_secret": app[1], "object": "tag", "object_id": "x",
+        "aspect": "media", "callback_url": "http://169.254.169.254/latest/meta-data/"})
+    code, kind, message = error(r)
+    assert (code, kind) == (400, "APIInvalidParametersError") and "cloud metadata" in message
+    with FakeHub(app[1]) as start, FakeHub(app[1], host="127.0.0.2") as inside:
+        start.script("GET", "/hook", Reply(302, headers={"Location": inside.hook_url}))
+        code, kind, message = error(subscribe(api, app, start, object="tag", object_id="x"))
+        assert (code, kind) == (400, "APISubscriptionError") and "loopback" in message
+        assert len(start.requests) == 1 and inside.requests == []
+    strict = start_service(module_env, SHUTTERLOG_OUTBOUND_ALLOW_HOSTS="")
+    try:
+        with FakeHub(app[1]) as hub:
+            for url in (hub.hook_url, f"http://localhost:{hub.port}/hook"):
+                r = strict.client.post("/v1/subscriptions", data={
+                    "client_id": app[0], "client_secret": app[1], "object": "tag",
+                    "object_id": "x", "aspect": "media", "callback_url": url,
+                    "verify_token": hub.verify_token})
+                code, kind, message = error(r)
+                assert (code, kind) == (400, "APIInvalidParametersError"), r.text
+                assert "loopback addresses are refused" in message
+            assert hub.requests == []
+    finally:
+        strict.stop()
+    assert listed(api, app) == []
+
+
+def test_each_kind_of_subscription_gets_its_media_signed(
+        api: Api, app: tuple[str, str], hub: FakeHub, pool: list[Process]) -> None:
+    """Tag, location, geography and user subscriptions each receive exactly their media,
+    in signed batches the receiver verifies; a private account's tagged medium in the circle
+    reaches no tag or geography subscription (only the user subscription: the account
+    authorized the app), and a medium matching nothing reaches none."""
+    (public, tp), (authorizer, _), (private, _) = (
+        api.user(), api.user(), api.user(is_private="true"))
+    api.token(authorizer["username"], app=app)
+    tv = api.token(private["username"], app=app)
+    tag = f"hook{public['id'][-8:]}"
+    place = posted(api, tp, place=FAR, location_name=f"Quay {tag}")
+    wait_for(lambda: api.get(f"/v1/locations/{place}", tp).status_code == 200, 30,
+             "the location recorded")
+    subs = {
+        "tag": created(subscribe(api, app, hub, object="tag", object_id=tag)),
+        "location": created(subscribe(api, app, hub, object="location", object_id=place)),
+        "geography": created(subscribe(api, app, hub, object="geography",
+                                       lat=str(CIRCLE[0]), lng=str(CIRCLE[1]),
+                                       radius=str(CIRCLE[2]))),
+        "user": created(subscribe(api, app, hub, object="user")),
+    }
+    geo_sub = subs["geography"]
+    assert geo_sub["object_id"] == geo_sub["id"] and geo_sub["radius"] == CIRCLE[2]
+    media = {
+        "tag": posted(api, tp, f"sunset #{tag}"),
+        "location": posted(api, tp, place=FAR, location_id=place),
+        "geography": posted(api, tp, place=(CIRCLE[0] + 0.001, CIRCLE[1])),
+        "user": posted(api, api.token(authorizer["username"], app=app)),
+    }
+    posted(api, tp, "nothing to see", place=(CIRCLE[0] + 0.01, CIRCLE[1]))  # 1.1 km out
+    secret = posted(api, tv, f"secret #{tag}", place=CIRCLE[:2])
+    expected = {k: [m] for k, m in media.items()} | {
+        "user": sorted([media["user"], secret])}
+    wait_for(lambda: all(hub.of(s["id"]) == expected[k] for k, s in subs.items()), 60,
+             "every subscription's updates")
+    wait_for(lambda: idle(api.env), 60, "every delivery done")
+    assert {k: hub.of(s["id"]) for k, s in subs.items()} == expected
+    assert len(hub.updates) == 5 and all(r.header("X-Hub-Signature") for r in hub.posts())
+    one = next(u for u in hub.updates.values() if u["data"]["media_id"] == media["user"])
+    assert one == {"id": one["id"], "subscription_id": subs["user"]["id"], "object": "user",
+                   "object_id": authorizer["id"], "changed_aspect": "media",
+                   "time": one["time"], "data": {"media_id": media["user"]}}
+    assert isinstance(one["time"], int)
+
+    def recent() -> list[str]:
+        r = api.http.get(f"/v1/geographies/{geo_sub['id']}/media/recent",
+                         params={"client_id": app[0]})
+        assert r.status_code == 200, r.text
+        return [m["id"] for m in r.json()["data"]]
+
+    wait_for(lambda: recent() == [media["geography"]], 30, "the geography's recent media")
+    other = api.create_app()
+    r = api.http.get(f"/v1/geographies/{geo_sub['id']}/media/recent",
+                     params={"client_id": other[0]})
+    assert error(r)[:2] == (404, "APINotFoundError")
+
+
+def test_a_500_is_retried_and_the_same_update_arrives(
+        api: Api, app: tuple[str, str], hub: FakeHub, pool: list[Process]) -> None:
+    """The callback answers 500 once: the same signed body comes again and is accepted."""
+    (_, token) = api.user()
+    tag = f"retry{app[0][:8]}"
+    sub = created(subscribe(api, app, hub, object="tag", object_id=tag))
+    hub.script("POST", "/hook", Reply(500, {"error": "busy"}))
+    m = posted(api, token, f"#{tag}")
+    wait_for(lambda: hub.of(sub["id"]) == [m], 60, "the update after a retry")
+    first, second = hub.posts()
+    assert first.body == second.body
+    assert first.header("X-Hub-Signature") == second.header("X-Hub-Signature")
+    assert listed(api, app)[0]["status"] == "active"
+
+
+def test_a_callback_that_does_not_answer_in_time_is_retried(
+        api: Api, app: tuple[str, str], hub: FakeHub, pool: list[Process]) -> None:
+    """A POST the callback leaves unanswered past outbound.timeout is sent again."""
+    (_, token) = api.user()
+    tag = f"slow{app[0][:8]}"
+    sub = created(subscribe(api, app, hub, object="tag", object_id=tag))
+    hub.stalls = 1
+    try:
+        m = posted(api, token, f"#{tag}")
+        wait_for(lambda: hub.of(sub["id"]) == [m], 60, "the update after a timeout")
+    finally:
+        hub.release.set()
+    first, second = hub.posts()
+    assert first.body == second.body and listed(api, app)[0]["status"] == "active"
+
+
+def test_a_callback_that_keeps_failing_is_disabled(
+        api: Api, app: tuple[str, str], hub: FakeHub, pool: list[Process]) -> None:
+    """After webhooks.attempts answers of 503 the subscription is disabled and GET says why;
+    a 410 disables at once; later media are not sent to a disabled subscription."""
+    (_, token) = api.user()
+    tag = f"fail{app[0][:8]}"
+    sub = created(subscribe(api, app, hub, object="tag", object_id=tag))
+    hub.script("POST", "/hook", *[Reply(503)] * 3)
+    posted(api, token, f"#{tag}")
+
+    def disabled() -> dict[str, Any] | None:
+        found = [s for s in listed(api, app) if s["id"] == sub["id"]]
+        return found[0] if found and found[0]["status"] == "disabled" else None
+
+    shown = wait_for(disabled, 60, "the subscription disabled")
+    assert shown is not None
+    assert shown["disabled_reason"] == (
+        "webhook delivery failed for good: the callback answered HTTP 503")
+    assert int(shown["disabled_time"]) > 0
+    assert len(hub.posts()) == 3
+    posted(api, token, f"again #{tag}")
+    wait_for(lambda: idle(api.env), 60, "every delivery done")
+    assert len(hub.posts()) == 3
+
+    gone = created(subscribe(api, app, hub, object="tag", object_id=f"{tag}b"))
+    hub.script("POST", "/hook", Reply(410))
+    posted(api, token, f"#{tag}b")
+    wait_for(lambda: any(s["id"] == gone["id"] and s["status"] == "disabled"
+                         for s in listed(api, app)), 60, "disabled after a 410")
+    assert len(hub.posts()) == 4
+
+
+def test_delete_by_id_by_object_and_all(api: Api, app: tuple[str, str], hub: FakeHub
+                                        ) -> None:
+    """DELETE removes one subscription by id, every one of a kind, or all of them; an
+    unknown id is 404 and id with object (or neither) is 400. An app holds at most
+    webhooks.max_subscriptions."""
+    ids = [created(subscribe(api, app, hub, object="tag", object_id=t))["id"]
+           for t in ("one", "two", "three", "four")]
+    geo = created(subscribe(api, app, hub, object="geography", lat="1", lng="2"))["id"]
+    assert error(subscribe(api, app, hub, object="tag", object_id="six")) == (
+        400, "APISubscriptionError", "an app may hold at most 5 subscriptions; delete some first")
+    keys = {"client_id": app[0], "client_secret": app[1]}
+
+    def delete(**params: str) -> httpx.Response:
+        return api.http.delete("/v1/subscriptions", params=keys | params)
+
+    r = delete(id=ids[0])
+    assert r.status_code == 200 and r.json() == {"meta": {"code": 200}, "data": None}
+    assert [s["id"] for s in listed(api, app)] == [*ids[1:], geo]
+    assert error(delete(id=ids[0]))[:2] == (404, "APINotFoundError")
+    assert error(delete(id=ids[1], object="tag"))[:2] == (400, "APIInvalidParametersError")
+    assert error(delete())[:2] == (400, "APIInvalidParametersError")
+    assert error(delete(object="comment"))[:2] == (400, "APIInvalidParametersError")
+    created(subscribe(api, app, hub, object="tag", object_id="five"))
+    assert delete(object="tag").status_code == 200
+    assert [s["id"] for s in listed(api, app)] == [geo]
+    assert delete(object="all").status_code == 200
+    assert listed(api, app) == []
+    assert error(api.http.delete("/v1/subscriptions", params={**keys, "client_secret": "x",
+                                                              "object": "all"}))[1] == \
+        "OAuthClientException"
+
+
+def test_a_batch_applied_twice_redelivers_the_same_update_id(env: Env) -> None:
+    """The consumer applying a batch again (a crash before its checkpoint) delivers the
+    update again with the same id and signature: the receiver keeps it once."""
+    catalog.load()  # the inline projections, as every process of ours loads them
+    box = SecretBox(env.config.secrets.key, PURPOSE)
+    client_id, secret = apps.create(env.store, env.router, box, "Hooks",
+                                    "https://app.example/cb", False)
+    owner = account(env.store, env.router, Api.name())
+    shard = app_shard(client_id, env.router.count)
+    with FakeHub(secret) as hub:
+        sub_id = env.router.database(shard).run_interaction("id", new_id, shard)
+        env.store.append(shard, subscription_stream(sub_id), [NewEvent(SubscriptionCreated(
+            subscription_id=sub_id, client_id=client_id, object="tag", object_id="again",
+            lat=None, lng=None, radius_m=None, callback_url=hub.hook_url))],
+            expected_version=0)
+        media_id = ready_medium(env.store, env.router, owner, "once #again")
+        drive(env, "webhooks")
+        drive(env, "webhooks")  # from the origin again: what a crash before a checkpoint does
+        config = load(env=env.vars | {"SHUTTERLOG_OUTBOUND_ALLOW_HOSTS": "127.0.0.1"},
+                      search_default=False)
+        ctx = WorkerContext(config, env.router, env.store, env.redis)
+        tasks = [r[0] for db in env.router.databases() for r in db.run_interaction(
+            "tasks", Txn.fetchall, "SELECT id FROM tasks WHERE kind = 'webhook' ORDER BY id")]
+        try:
+            assert [run_task(ctx, t) for t in tasks] == ["done", "done"]
+        finally:
+            ctx.close()
+        first, second = hub.posts()
+        assert first.body == second.body and hub.repeats == 1
+        [only] = hub.updates.values()
+        assert only["id"].startswith(f"{sub_id}-") and only["data"] == {"media_id": str(media_id)}
+
+
+def test_authorized_apps_are_those_with_a_live_token(module_env: Env) -> None:
+    """A user authorized the apps they hold a live token of: a revoked token, or one whose
+    key expired, no longer counts."""
+    tokens = Tokens(module_env.redis, token_ttl=3600, code_ttl=60, session_ttl=60)
+    expired = tokens.issue(901, "app-a", "basic", False)
+    tokens.issue(901, "app-b", "basic", False)
+    revoked = tokens.issue(901, "app-c", "basic", False)
+    tokens.issue(902, "app-b", "basic", False)
+    assert tokens.revoke(revoked)
+    module_env.redis.delete(token_key(digest(expired)))  # what expiry does to the key
+    assert authorized_apps(module_env.redis, [901, 902, 903]) == {
+        901: frozenset({"app-b"}), 902: frozenset({"app-b"}), 903: frozenset()}

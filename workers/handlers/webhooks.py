@@ -1,0 +1,145 @@
+"""The ``webhooks`` consumer and its delivery tasks: new media to the apps subscribed to them.
+
+The consumer takes ``MediaRendered`` (a medium is new to the world when it is ready), reads
+the media rows (owner privacy, tags, location, place; one query per database), every active
+subscription (one query per database) and, when user subscriptions exist, the apps each
+owner holds a live token of (two Redis round trips), and matches them
+(``server.domain.subscriptions.matches``). A subscription gets media rendered at or after its
+creation. The updates are grouped per (app, callback URL), at most ``webhooks.max_updates``
+per POST, and each group becomes a durable ``webhook`` task (``workers/tasks.py``): the
+consumer never waits for a callback, so a slow or dead receiver holds no shard back.
+
+A task re-reads its subscriptions (updates of deleted or disabled ones are dropped), signs
+the JSON array with the app's client secret (``X-Hub-Signature``, HMAC-SHA1) and POSTs it
+through the outbound-safe client (``ctx.outbound``). 5xx, 408, 429, timeouts and lost
+connections are retried with exponential backoff (``webhooks.retry_delay`` doubling up to
+``webhooks.retry_max_delay``, ``webhooks.attempts`` tries); a delivery that exhausts them,
+or that the callback refuses for good (another 4xx, a redirect, a refused address), disables
+its subscriptions with the reason (``SubscriptionDisabled``). Delivery is at least once: a
+re-applied batch or a worker dying after the POST sends an update again, with the same ``id``.
+
+A side effect (callbacks are the outside world): replay never runs it, and a new deployment
+starts at the log's head.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+from server import callbacks
+from server.config import Config
+from server.db import RetryTransaction, Txn
+from server.domain.ids import shard_of
+from server.domain.log import AppendRequest, NewEvent, RecordedEvent, StreamConflict
+from server.domain.media import MediaRendered, State
+from server.domain.subscriptions import (
+    DELIVERED,
+    REFUSED,
+    NewMedium,
+    SubscriptionDisabled,
+    body,
+    hub_signature,
+    matches,
+    subscription_stream,
+    update,
+)
+from server.secretbox import SecretBox
+from server.store import apps, media
+from server.store import subscriptions as store
+from server.store.apps import PURPOSE
+from server.store.tokens import authorized_apps
+from workers.consumers import consumer
+from workers.context import WorkerContext
+from workers.tasks import TaskRefused, backoff, submit_tasks, task_handler
+
+log = logging.getLogger(__name__)
+KIND = "webhook"
+
+
+@consumer("webhooks", "MediaRendered", batch_size=500, from_head=True, side_effect=True)
+def webhooks(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
+    rendered = [(e, e.data) for e in events if isinstance(e.data, MediaRendered)]
+    subs = store.active(ctx.router) if rendered else []
+    if not subs:
+        return
+    rows = media.hydrate(ctx.router, [d.media_id for _, d in rendered], 0)
+    ready = {i: m for i, m in rows.items() if m.state is State.READY}
+    owners = {m.owner_id for m in ready.values()}
+    tokens = authorized_apps(ctx.redis, owners) if any(
+        s.object == "user" for s in subs) else {}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for e, d in rendered:
+        m = ready.get(d.media_id)
+        if m is None:
+            continue
+        facts = NewMedium(m.id, m.owner_id, m.owner_private, m.tags, m.location_id, m.lat,
+                          m.lng, tokens.get(m.owner_id, frozenset()))
+        for s in subs:
+            if s.created_ms <= e.created_ms and matches(s, facts):
+                groups[(s.client_id, s.callback_url)].append(update(s, facts, e.id,
+                                                                    e.created_ms))
+    size = ctx.config.webhooks.max_updates
+    payloads = [{"client_id": client_id, "url": url, "updates": updates[i:i + size]}
+                for (client_id, url), updates in sorted(groups.items())
+                for i in range(0, len(updates), size)]
+    submit_tasks(ctx, KIND, payloads, shard=events[0].shard)
+
+
+class DeliveryFailed(Exception):
+    """A delivery worth another try (5xx, 408, 429, timeout, lost connection)."""
+
+
+def schedule(config: Config, attempt: int) -> float | None:
+    """``webhooks.attempts`` tries, ``webhooks.retry_delay`` doubling between them."""
+    w = config.webhooks
+    return backoff(attempt, w.attempts, w.retry_delay, w.retry_max_delay)
+
+
+def disable(ctx: WorkerContext, payload: dict[str, Any], error: str) -> None:
+    """Disable the subscriptions of a delivery that failed for good (those still active),
+    with the reason their app sees."""
+    reason = f"webhook delivery failed for good: {error}"[:500]
+    for sub_id in sorted({int(u["subscription_id"]) for u in payload["updates"]}):
+        shard = shard_of(sub_id)
+
+        def txn_fn(txn: Txn, sub_id: int = sub_id, shard: int = shard) -> bool:
+            stream = subscription_stream(sub_id)
+            held = store.of_app_txn(txn, shard, payload["client_id"])
+            if not any(s.id == sub_id and s.status == "active" for s in held):
+                return False
+            try:
+                ctx.store.append_txn(txn, [AppendRequest(
+                    shard, stream, (NewEvent(SubscriptionDisabled(
+                        subscription_id=sub_id, client_id=payload["client_id"],
+                        reason=reason)),),
+                    expected_version=ctx.store.stream_version_txn(txn, stream))])
+            except StreamConflict as e:  # deleted by its app at this moment: look again
+                raise RetryTransaction(str(e)) from e
+            return True
+
+        if ctx.router.database(shard).run_interaction("disable_subscription", txn_fn):
+            log.warning("webhook subscription %d disabled: %s", sub_id, reason)
+
+
+@task_handler(KIND, schedule=schedule, give_up=disable)
+def deliver(ctx: WorkerContext, payload: dict[str, Any]) -> None:
+    """POST one batch of updates (those whose subscription is still active)."""
+    subs = store.by_ids(ctx.router, [int(u["subscription_id"]) for u in payload["updates"]])
+    live = [u for u in payload["updates"]
+            if (s := subs.get(int(u["subscription_id"]))) is not None and s.status == "active"]
+    app = apps.get(ctx.router, payload["client_id"])
+    if not live or app is None or app.revoked:
+        return
+    raw = body(live)
+    secret = app.secret(SecretBox(ctx.config.secrets.key, PURPOSE))
+    outcome, detail = callbacks.deliver(ctx.outbound, payload["url"], raw,
+                                        hub_signature(secret, raw))
+    ids = sorted({u["subscription_id"] for u in live})
+    if outcome == DELIVERED:
+        log.info("webhook: %d updates delivered for subscriptions %s", len(live), ids)
+        return
+    if outcome == REFUSED:
+        raise TaskRefused(detail)
+    raise DeliveryFailed(detail)
