@@ -23,6 +23,8 @@ MODULES: list[str] = [
     "server.store.media",
     "server.store.likes",
     "server.store.comments",
+    "server.domain.links",
+    "server.store.links",
 ]
 
 

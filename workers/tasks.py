@@ -79,11 +79,33 @@ def submit_tasks(ctx: WorkerContext, kind: str, payloads: Sequence[Any],
     if shard is None:
         shard = random.randrange(ctx.router.count)
     ids = TaskStore(ctx.router).insert(
-        shard, kind, [msgpack.packb(p, use_bin_type=True) for p in payloads],
+        shard, kind, packed(payloads),
         grace=ctx.config.workers.task_lease,
     )
-    submit(ctx.gearman, [task_job(ctx.config.gearman.namespace, i) for i in ids])
+    submit_jobs(ctx, ids)
     return ids
+
+
+def submit_jobs(ctx: WorkerContext, task_ids: Sequence[int]) -> None:
+    """Submit the jobs of tasks already stored (e.g. by ``server.store.tasks.insert_txn`` in
+    the transaction that decided them); one lost here is re-submitted by the relay."""
+    if task_ids:
+        submit(ctx.gearman, [task_job(ctx.config.gearman.namespace, i) for i in task_ids])
+
+
+def packed(payloads: Sequence[Any]) -> list[bytes]:
+    """Task payloads as stored (msgpack)."""
+    return [msgpack.packb(p, use_bin_type=True) for p in payloads]
+
+
+class RetryTask(Exception):  # noqa: N818 (a request, not an error)
+    """Raised by a task handler: run the task again in ``delay`` seconds. The handler owns
+    the decision to give up (e.g. ``server.domain.shareout.next_attempt``), so this retry
+    does not count against ``workers.task_attempts``."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
 
 
 def run_task(ctx: WorkerContext, task_id: int, registry: TaskHandlers = TASKS) -> str:
@@ -102,6 +124,11 @@ def run_task(ctx: WorkerContext, task_id: int, registry: TaskHandlers = TASKS) -
         error = e
     finally:
         heartbeat.kill()
+    if isinstance(error, RetryTask):
+        store.finish(lease, str(error), max(0.0, error.delay))
+        log.info("task %d (%s) again in %.1fs: %s", task_id, lease.kind, error.delay, error)
+        metrics.TASKS.labels(lease.kind, "retry").inc()
+        return "retry"
     if error is None:
         outcome = "done" if store.finish(lease) else "lost"
         if outcome == "lost":

@@ -46,17 +46,8 @@ class TaskStore:
     def insert(self, shard: int, kind: str, payloads: Sequence[bytes], grace: float) -> list[int]:
         """Insert pending tasks in ``shard``'s database, due for re-submission after
         ``grace`` seconds if nobody has taken them; returns their ids in order."""
-        rows = self.router.database(shard).run_interaction("insert_tasks", lambda txn: txn.fetchall(
-            f"""
-            INSERT INTO tasks (id, kind, payload, due_at)
-            SELECT i.id, %s, p.payload, now() + make_interval(secs => %s)
-            FROM unnest({schema_name(shard)}.next_ids(%s)) WITH ORDINALITY AS i(id, n)
-            JOIN unnest(%s::bytea[]) WITH ORDINALITY AS p(payload, n) USING (n)
-            RETURNING id
-            """,
-            (kind, grace, len(payloads), list(payloads)),
-        ))
-        return sorted(int(r[0]) for r in rows)  # ids increase in next_ids order
+        return self.router.database(shard).run_interaction(
+            "insert_tasks", insert_txn, shard, kind, payloads, grace)
 
     def lease(self, task_id: int, seconds: float) -> Lease | None:
         """Take the task for ``seconds`` if it is pending, or running on an expired lease;
@@ -128,6 +119,23 @@ class TaskStore:
     def counts(self, db: Database) -> dict[str, int]:
         """Tasks of ``db`` by state."""
         return dict(db.run_interaction("count_tasks", _counts))
+
+
+def insert_txn(txn: Txn, shard: int, kind: str, payloads: Sequence[bytes], grace: float
+               ) -> list[int]:
+    """``TaskStore.insert`` inside the caller's transaction (on ``shard``'s database), so the
+    tasks exist exactly when what the transaction records does."""
+    rows = txn.fetchall(
+        f"""
+        INSERT INTO tasks (id, kind, payload, due_at)
+        SELECT i.id, %s, p.payload, now() + make_interval(secs => %s)
+        FROM unnest({schema_name(shard)}.next_ids(%s)) WITH ORDINALITY AS i(id, n)
+        JOIN unnest(%s::bytea[]) WITH ORDINALITY AS p(payload, n) USING (n)
+        RETURNING id
+        """,
+        (kind, grace, len(payloads), list(payloads)),
+    )
+    return sorted(int(r[0]) for r in rows)  # ids increase in next_ids order
 
 
 def _counts(txn: Txn) -> list[tuple[str, int]]:
