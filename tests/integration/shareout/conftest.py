@@ -124,8 +124,8 @@ def shares(api: Api, token: str, media_id: str) -> dict[str, dict[str, Any]]:
 def wait_shares(api: Api, token: str, media_id: str, states: dict[str, str],
                 timeout: float = 40) -> dict[str, dict[str, Any]]:
     """Wait until the medium's shares are in ``states`` (service -> state)."""
-    def done() -> dict[str, dict[str, Any]] | None:
+    def done() -> dict[str, dict[str, Any]]:
         found = shares(api, token, media_id)
-        return found if {s: v["state"] for s, v in found.items()} == states else None
+        return found if {s: v["state"] for s, v in found.items()} == states else {}
 
     return wait_for(done, timeout, f"shares {states}")
