@@ -4,6 +4,8 @@ the event carries; only the share-out worker decrypts it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from server.db import Txn
 from server.domain.ids import shard_of
 from server.domain.links import LINK_TYPES, AccountLinked, Link
@@ -40,7 +42,17 @@ def links_txn(txn: Txn, user_id: int, service: str | None = None) -> list[Link]:
         f"SELECT {_COLUMNS} FROM {schema_name(shard_of(user_id))}.linked_accounts "
         "WHERE user_id = %s AND (%s::text IS NULL OR service = %s) ORDER BY service",
         (user_id, service, service))
-    return [Link(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows]
+    return [_link(r) for r in rows]
+
+
+def _link(r: tuple[Any, ...]) -> Link:
+    return Link(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5]))
+
+
+def shard_links_txn(txn: Txn, schema: str) -> list[Link]:
+    """Every link of one logical shard (``schema``), for key rotation."""
+    rows = txn.fetchall(f"SELECT {_COLUMNS} FROM {schema}.linked_accounts ORDER BY 1, 2")
+    return [_link(r) for r in rows]
 
 
 def link_txn(txn: Txn, user_id: int, service: str) -> Link | None:

@@ -4,17 +4,24 @@ changing nothing; uploads may only share to linked services."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import pytest
 
-from server.crypto import CredentialCipher
+from server.crypto import CredentialCipher, generate_key
 from server.db import Txn
 from server.domain.events import EVENTS
-from server.domain.links import AccountLinked, AccountUnlinked
+from server.domain.ids import shard_of
+from server.domain.links import AccountLinked, AccountUnlinked, link_stream
 from server.domain.shareout import Credentials
+from server.store import links
 from tests.fakes.http import Reply
+from tests.helpers import REPO, scrubbed_env
 from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
 from tests.integration.mediakit import picture, upload
+from tests.integration.recording import cli
 from tests.integration.shareout.conftest import (
     MASTODON_TOKEN,
     SECRETS,
@@ -172,3 +179,34 @@ def test_share_to_must_name_linked_services(api: Api, fakes: Fakes, module_env: 
     r = upload(api, token, picture(), share_to="webhook")
     assert r.status_code == 200, r.text
     assert r.json()["data"]["shares"] == []  # queued once rendered, by the consumer
+
+
+def test_rotation_reseals_every_link_under_the_new_key(api: Api, fakes: Fakes,
+                                                       module_env: Env) -> None:
+    """``shutterlog secrets rotate`` with a new key first appends a re-sealed AccountLinked
+    per link, which the new key alone opens; the link keeps working; a second run finds
+    nothing to do."""
+    user, token = linked_user(api, fakes, "twitter", "webhook")
+    new_key = generate_key()
+    env = scrubbed_env(module_env.vars | {"SHUTTERLOG_SECRETS_ENCRYPTION_KEYS":
+                                          f"{new_key};master"})
+
+    def rotate() -> str:
+        done = subprocess.run(cli("secrets", "rotate"), env=env, cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    assert re.search(r"re-encrypted [1-9]", rotate())
+    assert rotate().strip().endswith("re-encrypted 0")
+    only_new = CredentialCipher([new_key.encode()])
+    shard = shard_of(int(user["id"]))
+    found = module_env.router.database(shard).run_interaction(
+        "links", links.links_txn, int(user["id"]))
+    assert [row.service for row in found] == ["twitter", "webhook"]
+    for row in found:
+        assert Credentials.from_json(only_new.decrypt(row.credentials)).secret_values()
+        latest = module_env.store.read_stream(shard, link_stream(int(user["id"]), row.service))
+        assert isinstance(latest[-1].data, AccountLinked)
+        assert latest[-1].data.credentials == row.credentials and len(latest) == 2
+    assert len(api.get("/v1/users/self/linked_accounts", token).json()["data"]) == 2
