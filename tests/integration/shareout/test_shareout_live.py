@@ -9,6 +9,8 @@ import re
 import threading
 from typing import Any
 
+import pytest
+
 from server import catalog
 from server.db import Txn
 from server.domain.ids import shard_of
@@ -185,39 +187,53 @@ def test_deleting_the_medium_deletes_the_remote_posts(
     assert unshared["type"] == "medium.unshared"
 
 
+@pytest.mark.parametrize("network", ["mastodon", "twitter"])
 def test_a_worker_killed_mid_share_never_double_posts(
-        api: Api, fakes: Fakes, module_env: Env, pool: dict[str, Process]) -> None:
-    """The worker is killed (SIGKILL) while Mastodon is creating the status; the status is
-    created anyway; the task, re-run by another worker, sends the same Idempotency-Key and
-    the service creates no second status."""
+        api: Api, fakes: Fakes, module_env: Env, pool: dict[str, Process], network: str) -> None:
+    """The worker is killed (SIGKILL) while the network is creating the post, which it then
+    creates anyway. The task, re-run by another worker, finds the attempt in the ledger:
+    Mastodon gets the same Idempotency-Key again and creates nothing new; X (no key) is
+    searched for the medium's link, found, and not posted to again."""
+    fake: Any = getattr(fakes, network)
+    path, create = (("/api/v1/statuses", fake.create_status) if network == "mastodon"
+                    else ("/2/tweets", fake.create))
     arrived, release = threading.Event(), threading.Event()
 
     def held(request: Request, **_: str) -> Reply:
         arrived.set()
         release.wait(30)
-        return fakes.mastodon.create_status(request)
+        return create(request)
 
-    route = ("POST", re.compile("/api/v1/statuses"), held)
-    fakes.mastodon.routes.insert(0, route)
+    route = ("POST", re.compile(path), held)
+    fake.routes.insert(0, route)
     try:
-        _, token = linked_user(api, fakes, "mastodon")
-        media_id = post(api, token, "mastodon", "Through a crash")
-        wait_for(arrived.is_set, 30, "the status call")
+        _, token = linked_user(api, fakes, network)
+        media_id = post(api, token, network, f"Through a crash to {network}")
+        wait_for(arrived.is_set, 30, "the create call")
         pool["workers"].kill()
-        pool["killed"] = pool["workers"]
+        pool[f"killed-{network}"] = pool["workers"]
     finally:
         release.set()
-        fakes.mastodon.routes.remove(route)
-    key = share_key(posted_event_id(module_env, media_id), "mastodon")
-    wait_for(lambda: key in fakes.mastodon.keys, 10, "the held status to be created")
-    assert shares(api, token, media_id)["mastodon"]["state"] == "pending"
+        fake.routes.remove(route)
+    wait_for(lambda: len(posts(fake, media_id)) == 1, 10, "the held post to be created")
+    assert shares(api, token, media_id)[network]["state"] == "pending"
     pool["workers"] = start_workers(module_env, fakes)
-    found = wait_shares(api, token, media_id, {"mastodon": "posted"})
-    calls = [r for r in fakes.mastodon.received("POST", "/api/v1/statuses")
-             if r.header("Idempotency-Key") == key]
-    assert len(calls) == 2  # the redo reached the service, with the same key
-    assert fakes.mastodon.created[key] == 1
-    assert found["mastodon"]["remote_id"] == fakes.mastodon.keys[key]
+    found = wait_shares(api, token, media_id, {network: "posted"})
+    assert posts(fake, media_id) == [found[network]["remote_id"]]
+    calls = with_link(fake.received("POST", path), media_id)
+    if network == "mastodon":
+        key = share_key(posted_event_id(module_env, media_id), "mastodon")
+        assert len(calls) == 2 and {c.header("Idempotency-Key") for c in calls} == {key}
+        assert fake.created[key] == 1
+    else:
+        assert len(calls) == 1 and fake.received("GET", "/2/users/42/tweets")
+
+
+def posts(fake: Any, media_id: str) -> list[str]:
+    """The ids of the posts the fake holds that link to the medium."""
+    link = permalink(PUBLIC_URL, int(media_id))
+    held = fake.statuses if hasattr(fake, "statuses") else fake.tweets
+    return [i for i, p in held.items() if link in p["text"]]
 
 
 def test_no_credential_reaches_a_log_or_the_event_log(
@@ -234,7 +250,7 @@ def test_no_credential_reaches_a_log_or_the_event_log(
         "the credentials were refused: HTTP 403: token *** is suspended")
     outputs = {name: p.output.text() for name, p in pool.items()}
     outputs["api"] = api.service.output.text()
-    assert "shareout: medium" in outputs["workers"] + outputs.get("killed", "")
+    assert "shareout: medium" in "".join(outputs.values())
     for name, text in outputs.items():
         for secret in SECRETS:
             assert secret not in text, f"{name} logged a credential"
