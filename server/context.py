@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import redis
 
@@ -14,8 +14,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from plugins.shareout import SharingContext
 from server.config import Config
-from server.crypto import CredentialCipher
 from server.interfaces import IBlobStore, IGeoIndex
 from server.secretbox import SecretBox
 from server.shards import ShardRouter
@@ -31,12 +31,9 @@ from server.store.tokens import Tokens
 P = ParamSpec("P")
 R = TypeVar("R")
 
-if TYPE_CHECKING:
-    from plugins.shareout import IShareTarget
-
 
 @dataclass
-class ServiceContext:
+class ServiceContext(SharingContext):
     """The service's dependencies, passed to every route module."""
 
     config: Config
@@ -102,18 +99,6 @@ class ServiceContext:
     def locations(self) -> LocationStore:
         """The locations projection (in the geo database; the replay may set another table)."""
         return LocationStore(geo_database(self.config, self.router))
-
-    @cached_property
-    def cipher(self) -> CredentialCipher:
-        """Encrypts and decrypts linked accounts' credentials (``secrets.encryption_keys``)."""
-        return CredentialCipher.from_config(self.config)
-
-    @cached_property
-    def share_targets(self) -> dict[str, IShareTarget]:
-        """The share-out targets by service name, sharing one outbound-safe HTTP client."""
-        from plugins.shareout import build_targets
-
-        return build_targets(self.config)
 
     def blocking(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> Deferred[R]:
         """Run ``fn`` in the threadpool; the Deferred fires with its result."""

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import redis
 
+from plugins.shareout import SharingContext
 from server.config import Config
-from server.crypto import CredentialCipher
 from server.interfaces import IGeoIndex
 from server.shards import ShardRouter
 from server.store.events import PostgresEventStore
@@ -17,12 +16,9 @@ from server.store.places import LocationStore, geo_database
 from server.store.realtime import RealtimeStore
 from workers.gearman import GearmanClient
 
-if TYPE_CHECKING:
-    from plugins.shareout import IShareTarget
-
 
 @dataclass
-class WorkerContext:
+class WorkerContext(SharingContext):
     """The worker pool's dependencies, passed to every consumer handler."""
 
     config: Config
@@ -60,18 +56,6 @@ class WorkerContext:
         """The real-time sources' histories and pub/sub (Redis)."""
         r = self.config.realtime
         return RealtimeStore(self.redis, r.history_size, r.history_ttl * 1000)
-
-    @cached_property
-    def cipher(self) -> CredentialCipher:
-        """Encrypts and decrypts linked accounts' credentials (``secrets.encryption_keys``)."""
-        return CredentialCipher.from_config(self.config)
-
-    @cached_property
-    def share_targets(self) -> dict[str, IShareTarget]:
-        """The share-out targets by service name, sharing one outbound-safe HTTP client."""
-        from plugins.shareout import build_targets
-
-        return build_targets(self.config)
 
     def close(self) -> None:
         if "geo" in self.__dict__:

@@ -70,6 +70,14 @@ def link_json(link: Link) -> dict[str, Any]:
             "linked_time": str(link.linked_ms // 1000)}
 
 
+def service_of(call: Call) -> str:
+    """The request's ``service``; 400 naming the known ones if it is none of them."""
+    try:
+        return check_service(call.params["service"])
+    except LinkError as e:
+        raise invalid(str(e)) from None
+
+
 def verified(call: Call, service: str) -> tuple[str, Credentials]:
     """The request's credentials for ``service``, checked and proven with the service:
     (remote account name, credentials to store). 400 naming what is wrong; 503 when the
@@ -172,10 +180,7 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         "field, a refused URL, credentials the service refuses), 503 when the service "
         "cannot be reached.")
     def link(call: Call) -> Reply:
-        try:
-            service = check_service(call.params["service"])
-        except LinkError as e:
-            raise invalid(str(e)) from None
+        service = service_of(call)
         account, credentials = verified(call, service)
         sealed = ctx.cipher.encrypt(credentials.to_json())
         found = ctx.router.database(shard_of(call.user_id)).run_interaction(
@@ -189,10 +194,7 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
                   description="Shares not made yet are recorded as failed. 404 when the "
                   "service is not linked; 400 for an unknown service.")
     def unlink(call: Call) -> Reply:
-        try:
-            service = check_service(call.params["service"])
-        except LinkError as e:
-            raise invalid(str(e)) from None
+        service = service_of(call)
         ctx.router.database(shard_of(call.user_id)).run_interaction(
             "unlink_account", unlink_txn, call, service)
         return Reply(None)
