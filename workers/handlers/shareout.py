@@ -22,7 +22,8 @@ killed mid-share, a lost lease) never posts twice. Outcomes:
 - ``Failed``: recorded ``failed`` with the service's message.
 
 Declared ``side_effect``: a replay of projections never runs it (a replay must never post).
-Policy SKIP: one medium that cannot be queued does not hold up the shard.
+``from_head``: deployed on a system with history, it does not post media uploaded before it
+existed. Policy SKIP: one medium that cannot be queued does not hold up the shard.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _payload(media_id: int, event_id: int, service: str) -> bytes:
 
 
 @consumer("shareout", "MediaRendered", "MediaDeleted", batch_size=100, side_effect=True,
-          on_failure=OnFailure.SKIP)
+          from_head=True, on_failure=OnFailure.SKIP)
 def shareout(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
     grace = ctx.config.workers.task_lease
     jobs: list[int] = []
