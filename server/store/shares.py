@@ -82,7 +82,8 @@ def unshare_txn(txn: Txn, media_id: int, now_ms: int, kind: str,
     the new tasks' ids. Applied again, it finds nothing posted and does nothing."""
     shard = shard_of(media_id)
     rows = txn.fetchall(
-        f"UPDATE {schema_name(shard)}.shares SET state = 'deleting', updated_ms = %s "
+        f"UPDATE {schema_name(shard)}.shares SET state = 'deleting', updated_ms = %s, "
+        "attempts = 0, next_ms = NULL, error = NULL "
         "WHERE media_id = %s AND state = 'posted' RETURNING service",
         (now_ms, media_id))
     gone = sorted(r[0] for r in rows)

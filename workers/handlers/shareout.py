@@ -132,7 +132,7 @@ def share(ctx: WorkerContext, payload: dict[str, Any]) -> None:
     request = share_request(ctx, medium, service, payload["event_id"])
     outcome = share_once(ctx.share_targets[service], ledger, request, credentials)
     log.info("shareout: medium %d to %s: %s", media_id, service, type(outcome).__name__)
-    _settle(ctx, ledger, row, outcome, link, "failed")
+    _settle(ctx, ledger, row, outcome, link, "failed", row.created_ms)
     if isinstance(outcome, Posted):
         state = hydrate(ctx.router, [media_id], 0)[media_id].state
         if state is State.DELETED:  # deleted while we posted: the consumer saw no post
@@ -159,7 +159,7 @@ def unshare(ctx: WorkerContext, payload: dict[str, Any]) -> None:
                else Failed(f"{service} posts cannot be deleted"))
     log.info("shareout: delete of medium %d on %s: %s", media_id, service,
              type(outcome).__name__)
-    _settle(ctx, ledger, row, outcome, link, "delete_failed")
+    _settle(ctx, ledger, row, outcome, link, "delete_failed", row.updated_ms)
 
 
 def share_request(ctx: WorkerContext, medium: Medium, service: str, event_id: int
@@ -184,9 +184,10 @@ def _wait_for(row: Share) -> None:
 
 
 def _settle(ctx: WorkerContext, ledger: ShareLedger, row: Share, outcome: Outcome,
-            link: linking.Link, failed: str) -> None:
+            link: linking.Link, failed: str, since_ms: int) -> None:
     """Record ``outcome`` in the ledger (``failed``: the state of a final failure) and act
-    on it: retry later, or unlink a dead credential."""
+    on it: retry later (giving up by the policy, counting time from ``since_ms``), or
+    unlink a dead credential."""
     if isinstance(outcome, Posted):
         return  # share_once recorded it
     if isinstance(outcome, Deleted):
@@ -196,7 +197,7 @@ def _settle(ctx: WorkerContext, ledger: ShareLedger, row: Share, outcome: Outcom
         now = time.time()
         at = next_attempt(RetryPolicy(base=s.retry_base, max_attempts=s.max_attempts,
                                       give_up_after=s.give_up_after),
-                          row.attempts + 1, row.created_ms / 1000, now, outcome.delay,
+                          row.attempts + 1, since_ms / 1000, now, outcome.delay,
                           random.random())
         if at is None:
             ledger.record(state=failed, error=f"gave up after {row.attempts + 1} tries: "
