@@ -167,11 +167,13 @@ def test_a_permanent_refusal_is_recorded_and_shown(api: Api, fakes: Fakes,
 
 def test_deleting_the_medium_deletes_the_remote_posts(
         api: Api, fakes: Fakes, module_env: Env, pool: dict[str, Process]) -> None:
-    """After the shares are posted, deleting the medium deletes the status, the tweet and
-    the photo, and tells the webhook (medium.unshared); the ledger says deleted."""
+    """After the shares are posted, deleting the medium deletes the status, the tweet (after
+    a 503, retried) and the photo, and tells the webhook (medium.unshared); the ledger says
+    deleted."""
     _, token = linked_user(api, fakes, *ALL)
     media_id = post(api, token, ",".join(ALL), "Soon gone")
     found = wait_shares(api, token, media_id, dict.fromkeys(ALL, "posted"))
+    fakes.twitter.script("DELETE", r"/2/tweets/\d+", problem(503, "Service Unavailable", "busy"))
     r = api.http.delete(f"/v1/media/{media_id}", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200, r.text
 
@@ -182,6 +184,7 @@ def test_deleting_the_medium_deletes_the_remote_posts(
     wait_for(lambda: states() == dict.fromkeys(ALL, "deleted"), 40, "the remote deletions")
     assert found["mastodon"]["remote_id"] not in fakes.mastodon.statuses
     assert found["twitter"]["remote_id"] not in fakes.twitter.tweets
+    assert len(fakes.twitter.received("DELETE", f"/2/tweets/{found['twitter']['remote_id']}")) == 2
     assert found["facebook"]["remote_id"] not in fakes.graph.photos
     unshared = fakes.receiver.events[f"{found['webhook']['remote_id']}-unshared"]
     assert unshared["type"] == "medium.unshared"
