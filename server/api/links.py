@@ -109,21 +109,25 @@ def verified(call: Call, service: str) -> tuple[str, Credentials]:
 
 def link_txn(txn: Txn, call: Call, service: str, account: str, sealed: str,
              key: str | None) -> Link:
+    """Append the link (or answer a retry from the recorded event); the link made."""
     store = call.ctx.store
     me = call.user_id
     shard = shard_of(me)
-    if key is None or store.replayed_txn(txn, shard, key) is None:
+    replay = store.replayed_txn(txn, shard, key) if key is not None else None
+    if replay is None:
         stream = link_stream(me, service)
         event = AccountLinked(user_id=me, service=service, account=account, credentials=sealed)
         try:
-            store.append_txn(txn, [AppendRequest(
+            replay = store.append_txn(txn, [AppendRequest(
                 shard, stream, (NewEvent(event, actor=me),),
-                expected_version=store.stream_version_txn(txn, stream), idempotency_key=key)])
+                expected_version=store.stream_version_txn(txn, stream),
+                idempotency_key=key)])[0]
         except StreamConflict as e:
             raise RetryTransaction(str(e)) from e
-    found = links.link_txn(txn, me, service)
-    assert found is not None
-    return found
+    first = store.get_txn(txn, replay.event_ids[0])
+    assert first is not None and isinstance(first.data, AccountLinked)
+    d = first.data
+    return Link(me, d.service, d.account, d.credentials, first.id, first.created_ms)
 
 
 def unlink_txn(txn: Txn, call: Call, service: str) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 from plugins.blobs import open_store
 from plugins.shareout import share_once
+from server.crypto import DecryptionError
 from server.db import RetryTransaction, Txn
 from server.domain import links as linking
 from server.domain.ids import shard_of
@@ -119,16 +120,14 @@ def share(ctx: WorkerContext, payload: dict[str, Any]) -> None:
     medium = hydrate(ctx.router, [media_id], 0).get(media_id)
     if medium is None or medium.state is State.DELETED:
         ledger.record(state="cancelled", error="the medium was deleted before it was shared")
-        if row.state == "attempting":  # an attempt may have posted: look, and take it back
-            _take_back(ctx, ledger, medium, payload["event_id"])
+        if row.state == "attempting" and medium is not None:  # a lost attempt may have
+            _take_back(ctx, ledger, medium, payload["event_id"])  # posted: look, take it back
         return
-    link = ctx.router.database(shard_of(medium.owner_id)).run_interaction(
-        "link", links.link_txn, medium.owner_id, service)
-    if link is None:
-        ledger.record(state="failed", error=f"no linked {linking.SERVICE_NAMES[service]} "
-                      "account (unlinked before the share)")
+    found = linked(ctx, medium.owner_id, service)
+    if isinstance(found, str):
+        ledger.record(state="failed", error=found)
         return
-    credentials = Credentials.from_json(ctx.cipher.decrypt(link.credentials))
+    link, credentials = found
     request = share_request(ctx, medium, service, payload["event_id"])
     outcome = share_once(ctx.share_targets[service], ledger, request, credentials)
     log.info("shareout: medium %d to %s: %s", media_id, service, type(outcome).__name__)
@@ -147,19 +146,31 @@ def unshare(ctx: WorkerContext, payload: dict[str, Any]) -> None:
     if row is None or row.state != "deleting" or row.remote_id is None:
         return
     _wait_for(row)
-    owner = hydrate(ctx.router, [media_id], 0)[media_id].owner_id
-    link = ctx.router.database(shard_of(owner)).run_interaction(
-        "link", links.link_txn, owner, service)
-    if link is None:
-        ledger.record(state="delete_failed", error="the account was unlinked: the post stays")
+    found = linked(ctx, hydrate(ctx.router, [media_id], 0)[media_id].owner_id, service)
+    if isinstance(found, str):
+        ledger.record(state="delete_failed", error=f"{found}: the post stays")
         return
+    link, credentials = found
     target = ctx.share_targets[service]
-    credentials = Credentials.from_json(ctx.cipher.decrypt(link.credentials))
     outcome = (target.delete(row.remote_id, credentials) if target.can_delete
                else Failed(f"{service} posts cannot be deleted"))
     log.info("shareout: delete of medium %d on %s: %s", media_id, service,
              type(outcome).__name__)
     _settle(ctx, ledger, row, outcome, link, "delete_failed", row.updated_ms)
+
+
+def linked(ctx: WorkerContext, owner: int, service: str
+           ) -> tuple[linking.Link, Credentials] | str:
+    """The owner's current link to ``service`` and its decrypted credentials, or why there
+    are none (to record in the ledger)."""
+    link = ctx.router.database(shard_of(owner)).run_interaction(
+        "link", links.link_txn, owner, service)
+    if link is None:
+        return f"no linked {linking.SERVICE_NAMES[service]} account (unlinked meanwhile)"
+    try:
+        return link, Credentials.from_json(ctx.cipher.decrypt(link.credentials))
+    except DecryptionError as e:  # its key was dropped from secrets.encryption_keys
+        return str(e)
 
 
 def share_request(ctx: WorkerContext, medium: Medium, service: str, event_id: int
@@ -212,22 +223,17 @@ def _settle(ctx: WorkerContext, ledger: ShareLedger, row: Share, outcome: Outcom
         ledger.record(state=failed, error=outcome.reason, next_ms=None)
 
 
-def _take_back(ctx: WorkerContext, ledger: ShareLedger, medium: Medium | None,
-               event_id: int) -> None:
+def _take_back(ctx: WorkerContext, ledger: ShareLedger, medium: Medium, event_id: int) -> None:
     """After a lost attempt on a medium deleted since: find the post it made and delete it."""
-    if medium is None:
+    found = linked(ctx, medium.owner_id, ledger.service)
+    if isinstance(found, str):
         return
-    link = ctx.router.database(shard_of(medium.owner_id)).run_interaction(
-        "link", links.link_txn, medium.owner_id, ledger.service)
-    if link is None:
-        return
-    target = ctx.share_targets[ledger.service]
-    credentials = Credentials.from_json(ctx.cipher.decrypt(link.credentials))
-    found = target.find_existing(share_request(ctx, medium, ledger.service, event_id),
+    target, credentials = ctx.share_targets[ledger.service], found[1]
+    posted = target.find_existing(share_request(ctx, medium, ledger.service, event_id),
                                  credentials)
-    if isinstance(found, Posted) and target.can_delete:
-        gone = target.delete(found.remote_id, credentials)
-        ledger.record(remote_id=found.remote_id, url=found.url,
+    if isinstance(posted, Posted) and target.can_delete:
+        gone = target.delete(posted.remote_id, credentials)
+        ledger.record(remote_id=posted.remote_id, url=posted.url,
                       state="deleted" if isinstance(gone, Deleted) else "delete_failed")
 
 

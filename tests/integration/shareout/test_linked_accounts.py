@@ -157,6 +157,20 @@ def test_linking_again_replaces_and_unlinking_removes(api: Api, fakes: Fakes,
         400, "APIInvalidParametersError")
 
 
+def test_a_retried_link_appends_once(api: Api, fakes: Fakes, module_env: Env) -> None:
+    """A link retried with its Idempotency-Key answers the first link and appends nothing
+    more."""
+    _, token = api.user()
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "link-once-1"}
+    body = {"service": "twitter"} | fakes.fields("twitter")
+    before = len(link_events(module_env))
+    first, again = (api.http.post("/v1/users/self/linked_accounts", headers=headers, data=body)
+                    for _ in range(2))
+    assert first.status_code == again.status_code == 200, first.text
+    assert first.json()["data"] == again.json()["data"]
+    assert len(link_events(module_env)) == before + 1
+
+
 def test_linked_accounts_need_a_token(api: Api) -> None:
     """No access token: the OAuth error, for reading and for linking."""
     assert error(api.get("/v1/users/self/linked_accounts", None))[:2] == (
