@@ -25,6 +25,8 @@ MODULES: list[str] = [
     "server.store.comments",
     "server.domain.subscriptions",
     "server.store.subscriptions",
+    "server.domain.links",
+    "server.store.links",
 ]
 
 

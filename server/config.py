@@ -167,6 +167,14 @@ class ShareoutConfig:
     media_poll_seconds: int = _setting(
         120, "how long a share waits for a service to process uploaded media before retrying"
     )
+    retry_base: float = _setting(
+        30.0, "seconds before a failed share's first retry (doubling, with jitter, never "
+        "sooner than the service asked)"
+    )
+    max_attempts: int = _setting(10, "tries of a share before it is recorded as failed")
+    give_up_after: float = _setting(
+        172800.0, "seconds after which a share still failing is recorded as failed"
+    )
 
 
 @dataclass(frozen=True)
@@ -485,7 +493,8 @@ def _shard_count(v: int) -> None:
 
 @_check(
     "http.threads", "postgres.pool_size", "stack.databases", "outbound.timeout",
-    "shareout.mastodon_max_characters", "shareout.media_poll_seconds", "workers.concurrency",
+    "shareout.mastodon_max_characters", "shareout.media_poll_seconds", "shareout.max_attempts",
+    "workers.concurrency",
     "workers.batch_attempts", "workers.event_attempts", "workers.task_attempts", "geo.timeout_ms",
     "api.max_body_bytes", "api.rate_per_token", "api.rate_per_ip", "api.rate_window",
     "oauth.code_ttl", "oauth.session_ttl", "accounts.argon2_time_cost",
@@ -503,7 +512,8 @@ def _positive(v: int) -> None:
 
 @_check("workers.retry_delay", "workers.retry_max_delay", "workers.job_budget",
         "workers.stop_timeout", "workers.task_lease", "relay.poll_interval",
-        "realtime.auth_timeout", "webhooks.retry_delay", "webhooks.retry_max_delay")
+        "realtime.auth_timeout", "webhooks.retry_delay", "webhooks.retry_max_delay",
+        "shareout.retry_base", "shareout.give_up_after")
 def _positive_seconds(v: float) -> None:
     if not v > 0:
         raise ValueError(f"must be a positive number of seconds, got {v}")

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from plugins.shareout import SharingContext
 from server.config import Config
 from server.interfaces import IBlobStore, IGeoIndex
 from server.secretbox import SecretBox
@@ -32,7 +33,7 @@ R = TypeVar("R")
 
 
 @dataclass
-class ServiceContext:
+class ServiceContext(SharingContext):
     """The service's dependencies, passed to every route module."""
 
     config: Config

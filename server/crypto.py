@@ -11,8 +11,8 @@ Rotation, with no downtime:
 1. ``shutterlog secrets genkey`` prints a new key K2.
 2. Put it first: ``encryption_keys = ["K2", "master"]`` (or ``["K2", "K1"]``) and restart
    every process. New credentials are encrypted with K2; old ones still decrypt.
-3. Re-encrypt what is stored with ``CredentialCipher.rotate`` (the share-out store's
-   rotation command runs it over every stored token).
+3. Re-encrypt what is stored: ``shutterlog secrets rotate`` (``server/credentials.py``)
+   re-seals every linked account's credentials with ``CredentialCipher.rotate``.
 4. Drop the old key from the list.
 
 Tokens never appear in logs, and neither do keys: ``config show`` masks the setting.
@@ -74,6 +74,7 @@ class CredentialCipher:
         fernets = [Fernet(k) for k in keys]
         if not fernets:
             raise ValueError("at least one encryption key is needed")
+        self._newest = fernets[0]
         self._fernet = MultiFernet(fernets)
 
     @classmethod
@@ -93,6 +94,14 @@ class CredentialCipher:
             return self._fernet.decrypt(token.encode("ascii"))
         except (InvalidToken, UnicodeEncodeError):
             raise DecryptionError(_UNDECRYPTABLE) from None
+
+    def is_current(self, token: str) -> bool:
+        """Whether ``token`` is encrypted under the newest key (nothing to rotate)."""
+        try:
+            self._newest.decrypt(token.encode("ascii"))
+        except (InvalidToken, UnicodeEncodeError):
+            return False
+        return True
 
     def rotate(self, token: str) -> str:
         """``token`` re-encrypted under the newest key (its original timestamp kept)."""

@@ -8,6 +8,7 @@ from functools import cached_property
 import httpx
 import redis
 
+from plugins.shareout import SharingContext
 from server.config import Config
 from server.interfaces import IGeoIndex
 from server.shards import ShardRouter
@@ -18,7 +19,7 @@ from workers.gearman import GearmanClient
 
 
 @dataclass
-class WorkerContext:
+class WorkerContext(SharingContext):
     """The worker pool's dependencies, passed to every consumer handler."""
 
     config: Config

@@ -11,11 +11,12 @@ A feature declares a task kind and its handler, and submits payloads (msgpack-ab
 task id). A worker leases the task (no other worker runs it while the lease holds; a heartbeat
 keeps the lease while the handler runs), runs it and marks it done; a failure is retried with
 backoff up to ``workers.task_attempts`` times, then the task is marked failed (a kind may
-declare its own schedule, and a ``give_up`` hook that runs before a task is marked failed;
-a handler raising ``TaskRefused`` fails at once, without retries). The relay
-re-submits every task not done by its deadline, so a job lost with a gearmand, or a worker
-killed mid-task, only delays it. Handlers must be idempotent: a task whose worker died after
-the work but before marking it done runs again.
+declare its own schedule, and a ``give_up`` hook that runs before a task is marked failed; a
+handler raising ``TaskRefused`` fails at once, without retries; one raising ``RetryTask`` runs
+again after the delay it names, without using up its attempts). The relay re-submits every task
+not done by its deadline, so a job lost with a gearmand, or a worker killed mid-task, only
+delays it. Handlers must be idempotent: a task whose worker died after the work but before
+marking it done runs again.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ GiveUp = Callable[[WorkerContext, Any, str], None]
 
 class TaskRefused(Exception):
     """Raised by a handler for a failure that retrying cannot mend: the task fails at once."""
+
+
+class RetryTask(Exception):  # noqa: N818 (a request, not an error)
+    """Raised by a task handler: run the task again in ``delay`` seconds. The handler owns
+    the decision to give up (e.g. ``server.domain.shareout.next_attempt``), so this retry
+    does not count against ``workers.task_attempts``."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
 
 
 def backoff(attempt: int, attempts: int, base: float, cap: float) -> float | None:
@@ -119,11 +130,23 @@ def submit_tasks(ctx: WorkerContext, kind: str, payloads: Sequence[Any],
     if shard is None:
         shard = random.randrange(ctx.router.count)
     ids = TaskStore(ctx.router).insert(
-        shard, kind, [msgpack.packb(p, use_bin_type=True) for p in payloads],
+        shard, kind, packed(payloads),
         grace=ctx.config.workers.task_lease,
     )
-    submit(ctx.gearman, [task_job(ctx.config.gearman.namespace, i) for i in ids])
+    submit_jobs(ctx, ids)
     return ids
+
+
+def submit_jobs(ctx: WorkerContext, task_ids: Sequence[int]) -> None:
+    """Submit the jobs of tasks already stored (e.g. by ``server.store.tasks.insert_txn`` in
+    the transaction that decided them); one lost here is re-submitted by the relay."""
+    if task_ids:
+        submit(ctx.gearman, [task_job(ctx.config.gearman.namespace, i) for i in task_ids])
+
+
+def packed(payloads: Sequence[Any]) -> list[bytes]:
+    """Task payloads as stored (msgpack)."""
+    return [msgpack.packb(p, use_bin_type=True) for p in payloads]
 
 
 def run_task(ctx: WorkerContext, task_id: int, registry: TaskHandlers = TASKS) -> str:
@@ -146,6 +169,11 @@ def run_task(ctx: WorkerContext, task_id: int, registry: TaskHandlers = TASKS) -
         error = e
     finally:
         heartbeat.kill()
+    if isinstance(error, RetryTask):
+        store.finish(lease, str(error), max(0.0, error.delay))
+        log.info("task %d (%s) again in %.1fs: %s", task_id, lease.kind, error.delay, error)
+        metrics.TASKS.labels(lease.kind, "retry").inc()
+        return "retry"
     if error is None:
         outcome = "done" if store.finish(lease) else "lost"
         if outcome == "lost":

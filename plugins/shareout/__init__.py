@@ -11,6 +11,7 @@ Importable by workers: it imports neither Twisted nor gevent.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface, implementer
@@ -24,6 +25,7 @@ from server.domain.shareout import (
 
 if TYPE_CHECKING:
     from server.config import Config
+    from server.crypto import CredentialCipher
 
 
 class IShareTarget(Interface):
@@ -150,3 +152,22 @@ def build_targets(config: Config) -> dict[str, IShareTarget]:
         WebhookTarget(http, policy),
     ]
     return {t.name: t for t in targets}
+
+
+class SharingContext:
+    """What share-out needs of a process's context (the service's and the workers' both
+    mix it in): the credentials cipher and the targets, made on first use."""
+
+    config: Config
+
+    @cached_property
+    def cipher(self) -> CredentialCipher:
+        """Encrypts and decrypts linked accounts' credentials (``secrets.encryption_keys``)."""
+        from server.crypto import CredentialCipher
+
+        return CredentialCipher.from_config(self.config)
+
+    @cached_property
+    def share_targets(self) -> dict[str, IShareTarget]:
+        """The share-out targets by service name, sharing one outbound-safe HTTP client."""
+        return build_targets(self.config)

@@ -1,4 +1,5 @@
-"""``shutterlog secrets genkey``: a new key for encrypting stored credentials."""
+"""``shutterlog secrets genkey``: a new key for encrypting stored credentials;
+``shutterlog secrets rotate``: re-encrypt stored credentials under the newest key."""
 
 from __future__ import annotations
 
@@ -16,10 +17,39 @@ def register(sub: argparse._SubParsersAction) -> None:
         "drop the old key.",
     )
     genkey.set_defaults(func=_genkey)
+    rotate = verbs.add_parser(
+        "rotate", help="re-encrypt linked accounts' credentials under the newest key",
+        description="Appends, for every linked account whose credentials are not encrypted "
+        "with the first key of secrets.encryption_keys, an AccountLinked re-sealing them, so "
+        "the log and the linked_accounts table need only the new key. Safe to run again.",
+    )
+    rotate.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    rotate.set_defaults(func=_rotate)
 
 
 def _genkey(args: argparse.Namespace) -> int:
     from server.crypto import generate_key
 
     print(generate_key())
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from scripts.commands.common import config, say
+    from server import catalog
+    from server.credentials import rotate_all
+    from server.crypto import CredentialCipher
+    from server.shards import ShardRouter
+    from server.store.events import PostgresEventStore
+
+    catalog.load()
+    cfg = config(args)
+    router = ShardRouter(cfg.shard_map, pool_size=1, name="shutterlog-cli")
+    try:
+        done = rotate_all(PostgresEventStore(router), router, CredentialCipher.from_config(cfg),
+                          dry_run=args.dry_run)
+    finally:
+        router.close()
+    verb = "would re-encrypt" if args.dry_run else "re-encrypted"
+    say(f"checked {done.checked} linked account(s): {verb} {done.rotated}")
     return 0

@@ -37,7 +37,8 @@ ACTIVITY: dict[str, Any] = {
     "items": {"type": "object", "required": ["type", "text", "created_time", "users"],
               "properties": {
                   "type": {"type": "string",
-                           "enum": ["like", "comment", "mention", "follow", "request"]},
+                           "enum": ["like", "comment", "mention", "follow", "request",
+                                    "unlinked"]},
                   "text": {"type": "string"},
                   "created_time": {"type": "string"},
                   "users": {"type": "array", "items": USER_SHORT},
@@ -138,5 +139,5 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         "GET", "/v1/users/self/activity", "What happened to the caller's media and account",
         tag="feed", params=(COUNT, CURSOR), data=ACTIVITY, paginated=True,
         description="Likes (aggregated per medium within a page), comments, mentions, "
-        "follows and follow requests, newest first.",
+        "follows, follow requests and accounts unlinked by share-out, newest first.",
     )(activity)

@@ -18,6 +18,7 @@ from klein import Klein
 
 from server.api.endpoint import API, Call, Reply
 from server.api.envelope import APIError, invalid, not_found
+from server.api.links import check_share_to
 from server.api.mediaview import MEDIA, MEDIA_ID, MEDIA_LIST, media_id_of, objects, one
 from server.api.pagination import next_url
 from server.api.params import Param
@@ -126,15 +127,16 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
             ("location_name", "the place's name (needs lat and lng)"),
             ("location_id", "the place's id (needs lat and lng)"),
             ("share_to", "services to share it to, comma-separated: twitter, facebook, "
-             "mastodon, webhook"))),
+             "mastodon, webhook; each must be linked (/v1/users/self/linked_accounts)"))),
         description="multipart/form-data with a `photo` (JPEG, PNG or WebP) or `video` (MP4) "
         "file part; the type is decided from the bytes. The medium is `processing` (seen by "
         "its owner only) until its renditions exist. Errors: 413 APIMediaTooLargeError "
         "(bytes, pixels, duration), 415 APIInvalidMediaError (not a readable JPEG, PNG, "
-        "WebP or MP4), 400 APIInvalidParametersError (fields).",
+        "WebP or MP4), 400 APIInvalidParametersError (fields, share_to naming a service "
+        "not linked).",
     )
     def upload(call: Call) -> Reply:
-        up = receive(call)
+        up = receive(call, lambda d: check_share_to(call, d.share_to))
         up = replace(up, details=resolve_location(call, up.details))
         key = call.idempotency_key(f"u{call.user_id}")
         media_id = ctx.router.database(shard_of(call.user_id)).run_interaction(

@@ -21,6 +21,7 @@ from server.domain.renditions import IMAGE_SIZES, VIDEO_SIZES, even, square_side
 from server.shards import mapped_shard
 from server.store import graph
 from server.store.media import Medium, hydrate
+from server.store.shares import Share, shares_of
 
 MEDIA_ID = Param("media_id", where="path", required=True,
                  pattern=r"^[0-9]{1,19}(_[0-9]{1,19})?$",
@@ -35,6 +36,16 @@ COMMENT: dict[str, Any] = {
     "type": "object", "required": ["id", "text", "created_time", "from"],
     "properties": {"id": {"type": "string"}, "text": {"type": "string"},
                    "created_time": {"type": "string"}, "from": _FROM},
+}
+SHARE: dict[str, Any] = {
+    "type": "object", "required": ["service", "state"],
+    "properties": {
+        "service": {"type": "string"},
+        "state": {"type": "string", "enum": ["pending", "posted", "failed", "cancelled",
+                                             "deleting", "deleted", "delete_failed"]},
+        "remote_id": {"type": ["string", "null"]}, "url": {"type": ["string", "null"]},
+        "error": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
+        "updated_time": {"type": "string"}},
 }
 MEDIA: dict[str, Any] = {
     "type": "object",
@@ -58,6 +69,8 @@ MEDIA: dict[str, Any] = {
         "created_time": {"type": "string"},
         "users_in_photo": {"type": "array"},
         "attribution": {"type": "null"},
+        "shares": {"type": "array", "items": SHARE,
+                   "description": "share-out to the owner's linked accounts (owner only)"},
     },
 }
 MEDIA_LIST: dict[str, Any] = {"type": "array", "items": MEDIA}
@@ -113,11 +126,16 @@ def one(call: Call, media_id: int) -> Medium:
 
 
 def objects(call: Call, ids: list[int], follows: set[int] | None = None) -> list[dict[str, Any]]:
-    """The media objects of ``ids`` the caller may see, in the order given."""
+    """The media objects of ``ids`` the caller may see, in the order given; the caller's own
+    carry their ``shares`` (one more query per database, only when there are such)."""
     found = hydrate(call.ctx.router, ids, call.user_id)
     shown = {m.id: m for m in visible(call, found.values(), follows)}
     counts = call.ctx.counters.get(shown)
-    return [media_json(call, shown[i], counts[i]) for i in ids if i in shown]
+    own = [i for i, m in shown.items() if m.owner_id == call.user_id]
+    ledger = shares_of(call.ctx.router, own) if own else {}
+    return [media_json(call, shown[i], counts[i],
+                       ledger.get(i, []) if shown[i].owner_id == call.user_id else None)
+            for i in ids if i in shown]
 
 
 def public_objects(call: Call, ids: list[int]) -> list[dict[str, Any]]:
@@ -139,8 +157,9 @@ def blob_url(call: Call, name: str) -> str:
     return f"{call.ctx.config.http.public_url.rstrip('/')}/blobs/{name}"
 
 
-def media_json(call: Call, m: Medium, counts: tuple[int, int]) -> dict[str, Any]:
-    """The v1 media object."""
+def media_json(call: Call, m: Medium, counts: tuple[int, int],
+               shares: list[Share] | None = None) -> dict[str, Any]:
+    """The v1 media object (with ``shares`` when given: the owner's view)."""
     seconds = str(m.created_ms // 1000)
     images = {name: {"url": blob_url(call, m.images[name]), "width": side, "height": side}
               for name, side in _sides(m, IMAGE_SIZES).items() if name in m.images}
@@ -154,9 +173,11 @@ def media_json(call: Call, m: Medium, counts: tuple[int, int]) -> dict[str, Any]
                      if m.lat is not None else None),
         "likes": {"count": counts[0]}, "comments": {"count": counts[1]},
         "user": user_short(m), "user_has_liked": m.viewer_likes,
-        "link": f"{call.ctx.config.http.public_url.rstrip('/')}/p/{rules.shortcode(m.id)}/",
+        "link": rules.permalink(call.ctx.config.http.public_url, m.id),
         "filter": m.filter, "created_time": seconds, "users_in_photo": [], "attribution": None,
     }
+    if shares is not None:
+        out["shares"] = [share.json() for share in shares]
     if m.type == "video":
         out["videos"] = {name: {"url": blob_url(call, m.videos[name]), "width": side,
                                 "height": side}

@@ -25,6 +25,7 @@ from server.api import (
     feeds,
     health,
     likes,
+    links,
     locations,
     media,
     metrics,
@@ -57,7 +58,7 @@ LATENCY = Histogram(
 ROUTE_MODULES: list[Callable[[Klein, ServiceContext], None]] = [
     health.routes, metrics.routes, users.routes, relationships.routes, oauth.routes,
     media.routes, likes.routes, comments.routes, feeds.routes, tags.routes, locations.routes,
-    blobs.routes, subscriptions.routes, openapi.routes,
+    blobs.routes, subscriptions.routes, links.routes, openapi.routes,
 ]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

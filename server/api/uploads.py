@@ -13,6 +13,7 @@ gc`` removes after ``media.gc_grace`` seconds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import multipart
@@ -42,8 +43,10 @@ def media_error(e: MediaError) -> APIError:
     return APIError(e.code, e.error_type, str(e))
 
 
-def receive(call: Call) -> Upload:
-    """Parse, check and store an upload; APIError (nothing stored) if anything is wrong."""
+def receive(call: Call, accept: Callable[[Details], None] | None = None) -> Upload:
+    """Parse, check and store an upload; APIError (nothing stored) if anything is wrong,
+    ``accept(details)`` included (checks that need the store, made before the blob is
+    committed)."""
     kind, options = multipart.parse_options_header(call.raw.content_type)
     if kind != "multipart/form-data" or not options.get("boundary"):
         raise APIError(415, "APIInvalidParametersError",
@@ -91,6 +94,8 @@ def receive(call: Call) -> Upload:
         if (found.type == "video") != (file_part == "video"):
             raise invalid(f"the {file_part} part holds a {found.type}")
         details = check_details(fields)
+        if accept is not None:
+            accept(details)
         name = writer.commit(found.ext)
         writer = None
         return Upload(name, found, details)

@@ -13,7 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from server.domain.links import SERVICE_NAMES
+
 LIKE, COMMENT, MENTION, FOLLOW, REQUEST = "like", "comment", "mention", "follow", "request"
+#: A linked account ended because its service refused the credentials (``text``: service).
+UNLINKED = "unlinked"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ def follow_key(follower: int) -> str:
 
 def request_key(follower: int) -> str:
     return f"r:{follower}"
+
+
+def unlinked_key(event_id: int) -> str:
+    return f"u:{event_id}"
 
 
 @dataclass
@@ -109,4 +117,8 @@ def describe(group: Group, name: Callable[[int], str], what: str = "photo") -> s
         return f"{first} started following you"
     if group.kind == REQUEST:
         return f"{first} requested to follow you"
+    if group.kind == UNLINKED:
+        service = SERVICE_NAMES.get(group.text, group.text)
+        return (f"Your {service} account was unlinked: {service} refused its credentials. "
+                "Link it again to keep sharing there.")
     raise ValueError(f"unknown activity kind {group.kind!r}")

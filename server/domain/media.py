@@ -189,6 +189,11 @@ def shortcode(media_id: int) -> str:
     return "".join(reversed(digits))
 
 
+def permalink(public_url: str, media_id: int) -> str:
+    """The medium's page: ``{public_url}/p/{shortcode}/`` (the v1 ``link``)."""
+    return f"{public_url.rstrip('/')}/p/{shortcode(media_id)}/"
+
+
 def from_shortcode(code: str) -> int:
     """The id a short code stands for; ValueError if it is not one."""
     if not 0 < len(code) <= SHORTCODE_MAX or any(c not in _INDEX for c in code):

@@ -46,17 +46,8 @@ class TaskStore:
     def insert(self, shard: int, kind: str, payloads: Sequence[bytes], grace: float) -> list[int]:
         """Insert pending tasks in ``shard``'s database, due for re-submission after
         ``grace`` seconds if nobody has taken them; returns their ids in order."""
-        rows = self.router.database(shard).run_interaction("insert_tasks", lambda txn: txn.fetchall(
-            f"""
-            INSERT INTO tasks (id, kind, payload, due_at)
-            SELECT i.id, %s, p.payload, now() + make_interval(secs => %s)
-            FROM unnest({schema_name(shard)}.next_ids(%s)) WITH ORDINALITY AS i(id, n)
-            JOIN unnest(%s::bytea[]) WITH ORDINALITY AS p(payload, n) USING (n)
-            RETURNING id
-            """,
-            (kind, grace, len(payloads), list(payloads)),
-        ))
-        return sorted(int(r[0]) for r in rows)  # ids increase in next_ids order
+        return self.router.database(shard).run_interaction(
+            "insert_tasks", insert_txn, shard, kind, payloads, grace)
 
     def lease(self, task_id: int, seconds: float) -> Lease | None:
         """Take the task for ``seconds`` if it is pending, or running on an expired lease;
@@ -106,10 +97,13 @@ class TaskStore:
 
     def overdue(self, db: Database, again_in: float, limit: int = 1000) -> list[int]:
         """Ids of unfinished tasks past their deadline in ``db``, each given ``again_in`` more
-        seconds (so the next scan does not re-submit them at once)."""
+        seconds (so the next scan does not re-submit them at once). A running task past its
+        deadline has lost its lease (its worker died): it becomes pending again, so the
+        re-submitted job may lease it (extending a running task's deadline instead would keep
+        it leased to the dead worker for ever)."""
         return db.run_interaction("overdue_tasks", lambda txn: [r[0] for r in txn.fetchall(
             """
-            UPDATE tasks SET due_at = now() + make_interval(secs => %s)
+            UPDATE tasks SET due_at = now() + make_interval(secs => %s), state = 'pending'
             WHERE id IN (SELECT id FROM tasks WHERE state IN ('pending', 'running')
                          AND due_at < now() ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED)
             RETURNING id
@@ -128,6 +122,23 @@ class TaskStore:
     def counts(self, db: Database) -> dict[str, int]:
         """Tasks of ``db`` by state."""
         return dict(db.run_interaction("count_tasks", _counts))
+
+
+def insert_txn(txn: Txn, shard: int, kind: str, payloads: Sequence[bytes], grace: float
+               ) -> list[int]:
+    """``TaskStore.insert`` inside the caller's transaction (on ``shard``'s database), so the
+    tasks exist exactly when what the transaction records does."""
+    rows = txn.fetchall(
+        f"""
+        INSERT INTO tasks (id, kind, payload, due_at)
+        SELECT i.id, %s, p.payload, now() + make_interval(secs => %s)
+        FROM unnest({schema_name(shard)}.next_ids(%s)) WITH ORDINALITY AS i(id, n)
+        JOIN unnest(%s::bytea[]) WITH ORDINALITY AS p(payload, n) USING (n)
+        RETURNING id
+        """,
+        (kind, grace, len(payloads), list(payloads)),
+    )
+    return sorted(int(r[0]) for r in rows)  # ids increase in next_ids order
 
 
 def _counts(txn: Txn) -> list[tuple[str, int]]:

@@ -12,6 +12,7 @@ import json
 import re
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -40,6 +41,7 @@ class Request:
     query: dict[str, list[str]]
     headers: Message
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from typing import Any
 
 import regex
@@ -35,6 +36,7 @@ class FakeMastodon(FakeHTTPServer):
         self.media: dict[str, dict[str, Any]] = {}
         self.statuses: dict[str, dict[str, Any]] = {}
         self.keys: dict[str, str] = {}
+        self.created: Counter[str] = Counter()  # statuses created per Idempotency-Key
         self._ids = itertools.count(1000)
         auth = self.check_token
         self.route("GET", "/api/v1/accounts/verify_credentials", self.verify, auth)
@@ -119,6 +121,7 @@ class FakeMastodon(FakeHTTPServer):
         }
         if key:
             self.keys[key] = status_id
+            self.created[key] += 1
         return Reply(200, self.statuses[status_id])
 
     def delete_status(self, request: Request, id: str) -> Reply:

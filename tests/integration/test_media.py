@@ -30,7 +30,7 @@ def test_upload_renders_and_shows_the_v1_media_object(api: Api) -> None:
     b, tb = api.user()
     r = upload(api, ta, picture(900, 600, orientation=6), filename="x.png",
                caption="Sunset #Beach with @nobody_here", lat="48.85", lng="2.35",
-               location_name="Paris", share_to="mastodon,webhook")
+               location_name="Paris")
     assert r.status_code == 200, r.text
     m = r.json()["data"]
     assert m["state"] == "processing" and m["images"] == {} and m["type"] == "image"

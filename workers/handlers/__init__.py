@@ -20,6 +20,7 @@ MODULES: list[str] = [
     "workers.handlers.geo_index",
     "workers.handlers.realtime",
     "workers.handlers.webhooks",
+    "workers.handlers.shareout",
 ]
 
 

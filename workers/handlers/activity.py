@@ -1,7 +1,8 @@
 """The ``activity`` consumer: what happened to each user's things, in ``activity:{user}``.
 
 Likes and comments of a user's media (never their own), mentions of a user in captions and
-comments, follows and follow requests. The undoing of a cause (an unlike, a deleted comment,
+comments, follows and follow requests, and linked accounts that share-out had to unlink
+because their service refused the credentials. The undoing of a cause (an unlike, a deleted comment,
 an unfollow) removes its item. Items are keyed by cause (``server/domain/activity.py``), so
 an event applied again rewrites the same item.
 """
@@ -16,6 +17,7 @@ from server.domain.accounts import username_shard
 from server.domain.comments import CommentAdded, CommentDeleted
 from server.domain.graph import FollowerAdded, FollowerRemoved, FollowerRequested
 from server.domain.likes import MediaLiked, MediaUnliked
+from server.domain.links import CREDENTIAL_DEAD, AccountUnlinked
 from server.domain.log import RecordedEvent
 from server.domain.media import MediaPosted
 from server.store import accounts, comments
@@ -24,7 +26,7 @@ from workers.consumers import consumer
 from workers.context import WorkerContext
 
 TYPES = ("MediaPosted", "MediaLiked", "MediaUnliked", "CommentAdded", "CommentDeleted",
-         "FollowerAdded", "FollowerRequested", "FollowerRemoved")
+         "FollowerAdded", "FollowerRequested", "FollowerRemoved", "AccountUnlinked")
 
 
 def resolve(ctx: WorkerContext, usernames: tuple[str, ...]) -> list[int]:
@@ -85,6 +87,9 @@ def activity(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
         elif isinstance(d, FollowerRemoved):
             remove(d.followee, act.follow_key(d.follower))
             remove(d.followee, act.request_key(d.follower))
+        elif isinstance(d, AccountUnlinked) and d.reason == CREDENTIAL_DEAD:
+            ops[d.user_id][act.unlinked_key(e.id)] = act.Item(
+                act.unlinked_key(e.id), act.UNLINKED, d.user_id, ms, text=d.service)
     store = ActivityStore(ctx.redis, ctx.config.feeds.activity_size)
     for user, last in ops.items():
         store.remove(user, [k for k, item in last.items() if item is None])

@@ -1,0 +1,262 @@
+"""The ``shareout`` consumer and its tasks: a medium goes out to the networks its owner
+linked, in the background, one durable task per (medium, service).
+
+On ``MediaRendered`` (the renditions exist, so there is a public image URL for Facebook to
+fetch) of a medium whose ``MediaPosted`` asked for ``share_to``, the consumer queues one
+ledger row per service and one ``share`` task per row in ONE transaction, and submits the
+tasks' jobs after the commit (a lost submit is re-submitted by the relay). A batch applied
+again queues nothing. On ``MediaDeleted`` the medium's posted shares become ``deleting``,
+each with an ``unshare`` task.
+
+A ``share`` task decrypts the link's credentials, builds the request (caption, link to the
+medium, the standard rendition) and calls ``share_once``: the ledger records the attempt
+before the remote create call and the remote id after, and the idempotency key
+``share_key(MediaPosted id, service)`` goes with every call, so a redone task (a worker
+killed mid-share, a lost lease) never posts twice. Outcomes:
+
+- ``Posted``: recorded (remote id, URL); if the medium was deleted meanwhile, it is unshared;
+- ``RetryLater``: the task runs again at ``next_attempt`` (backoff with jitter, never sooner
+  than the service asked), or the share is recorded ``failed`` once the policy gives up;
+- ``CredentialDead``: recorded ``failed`` and the link ends with ``AccountUnlinked``
+  (reason ``credential_dead``; the ``activity`` consumer tells the user);
+- ``Failed``: recorded ``failed`` with the service's message.
+
+Declared ``side_effect``: a replay of projections never runs it (a replay must never post).
+``from_head``: deployed on a system with history, it does not post media uploaded before it
+existed. Policy SKIP: one medium that cannot be queued does not hold up the shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from functools import partial
+from typing import Any
+
+from plugins.blobs import open_store
+from plugins.shareout import share_once
+from server.crypto import DecryptionError
+from server.db import RetryTransaction, Txn
+from server.domain import links as linking
+from server.domain.ids import shard_of
+from server.domain.log import AppendRequest, NewEvent, RecordedEvent, StreamConflict
+from server.domain.media import MediaDeleted, MediaPosted, MediaRendered, State, media_stream
+from server.domain.media import permalink as link_of
+from server.domain.shareout import (
+    CredentialDead,
+    Credentials,
+    Deleted,
+    Failed,
+    Media,
+    Outcome,
+    Posted,
+    RetryLater,
+    RetryPolicy,
+    ShareRequest,
+    next_attempt,
+    share_key,
+)
+from server.store import links, shares
+from server.store.media import Medium, hydrate
+from server.store.shares import PENDING, Share, ShareLedger
+from workers.consumers import OnFailure, consumer
+from workers.context import WorkerContext
+from workers.tasks import RetryTask, packed, submit_jobs, task_handler
+
+log = logging.getLogger(__name__)
+SHARE, UNSHARE = "share", "unshare"
+_EARLY_MS = 50  # a task re-run this close to its time goes ahead
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _payload(media_id: int, event_id: int, service: str) -> bytes:
+    return packed([{"media_id": media_id, "service": service, "event_id": event_id}])[0]
+
+
+@consumer("shareout", "MediaRendered", "MediaDeleted", batch_size=100, side_effect=True,
+          from_head=True, on_failure=OnFailure.SKIP)
+def shareout(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
+    grace = ctx.config.workers.task_lease
+    jobs: list[int] = []
+    for e in events:
+        data = e.data
+        db = ctx.router.database(e.shard)
+        if isinstance(data, MediaRendered):
+            posted = ctx.store.read_stream(e.shard, media_stream(data.media_id))[0]
+            assert isinstance(posted.data, MediaPosted)
+            if not posted.data.share_to:
+                continue
+            keys = {s: share_key(posted.id, s) for s in posted.data.share_to}
+            jobs += db.run_interaction("queue_shares", shares.queue_txn, data.media_id, keys,
+                                       now_ms(), SHARE,
+                                       partial(_payload, data.media_id, posted.id), grace)
+        elif isinstance(data, MediaDeleted):
+            jobs += _unshare(ctx, data.media_id)
+    submit_jobs(ctx, jobs)
+
+
+def _unshare(ctx: WorkerContext, media_id: int) -> list[int]:
+    """Queue the deletion of the medium's posted shares; the new tasks' ids."""
+    return ctx.router.database(shard_of(media_id)).run_interaction(
+        "unshare", shares.unshare_txn, media_id, now_ms(), UNSHARE,
+        partial(_payload, media_id, 0), ctx.config.workers.task_lease)
+
+
+# --- the tasks -------------------------------------------------------------------------------
+
+
+@task_handler(SHARE)
+def share(ctx: WorkerContext, payload: dict[str, Any]) -> None:
+    media_id, service = payload["media_id"], payload["service"]
+    ledger = ShareLedger(ctx.router.database(shard_of(media_id)), media_id, service, now_ms)
+    row = ledger.row()
+    if row is None or row.state not in PENDING:
+        return  # done by an earlier run of this task
+    _wait_for(row)
+    medium = hydrate(ctx.router, [media_id], 0).get(media_id)
+    if medium is None or medium.state is State.DELETED:
+        ledger.record(state="cancelled", error="the medium was deleted before it was shared")
+        if row.state == "attempting" and medium is not None:  # a lost attempt may have
+            _take_back(ctx, ledger, medium, payload["event_id"])  # posted: look, take it back
+        return
+    found = linked(ctx, medium.owner_id, service)
+    if isinstance(found, str):
+        ledger.record(state="failed", error=found)
+        return
+    link, credentials = found
+    request = share_request(ctx, medium, service, payload["event_id"])
+    outcome = share_once(ctx.share_targets[service], ledger, request, credentials)
+    log.info("shareout: medium %d to %s: %s", media_id, service, type(outcome).__name__)
+    _settle(ctx, ledger, row, outcome, link, "failed", row.created_ms)
+    if isinstance(outcome, Posted):
+        state = hydrate(ctx.router, [media_id], 0)[media_id].state
+        if state is State.DELETED:  # deleted while we posted: the consumer saw no post
+            submit_jobs(ctx, _unshare(ctx, media_id))
+
+
+@task_handler(UNSHARE)
+def unshare(ctx: WorkerContext, payload: dict[str, Any]) -> None:
+    media_id, service = payload["media_id"], payload["service"]
+    ledger = ShareLedger(ctx.router.database(shard_of(media_id)), media_id, service, now_ms)
+    row = ledger.row()
+    if row is None or row.state != "deleting" or row.remote_id is None:
+        return
+    _wait_for(row)
+    found = linked(ctx, hydrate(ctx.router, [media_id], 0)[media_id].owner_id, service)
+    if isinstance(found, str):
+        ledger.record(state="delete_failed", error=f"{found}: the post stays")
+        return
+    link, credentials = found
+    target = ctx.share_targets[service]
+    outcome = (target.delete(row.remote_id, credentials) if target.can_delete
+               else Failed(f"{service} posts cannot be deleted"))
+    log.info("shareout: delete of medium %d on %s: %s", media_id, service,
+             type(outcome).__name__)
+    _settle(ctx, ledger, row, outcome, link, "delete_failed", row.updated_ms)
+
+
+def linked(ctx: WorkerContext, owner: int, service: str
+           ) -> tuple[linking.Link, Credentials] | str:
+    """The owner's current link to ``service`` and its decrypted credentials, or why there
+    are none (to record in the ledger)."""
+    link = ctx.router.database(shard_of(owner)).run_interaction(
+        "link", links.link_txn, owner, service)
+    if link is None:
+        return f"no linked {linking.SERVICE_NAMES[service]} account (unlinked meanwhile)"
+    try:
+        return link, Credentials.from_json(ctx.cipher.decrypt(link.credentials))
+    except DecryptionError as e:  # its key was dropped from secrets.encryption_keys
+        return str(e)
+
+
+def share_request(ctx: WorkerContext, medium: Medium, service: str, event_id: int
+                  ) -> ShareRequest:
+    """What to post: the caption, the link to the medium, its standard rendition (the local
+    file for the services we upload to, the public URL for those that fetch it)."""
+    public = ctx.config.http.public_url
+    video = medium.type == "video"
+    name = (medium.videos if video else medium.images)["standard_resolution"]
+    path = open_store(ctx.config).path(name)
+    media = Media(f"{public.rstrip('/')}/blobs/{name}", "video/mp4" if video else "image/jpeg",
+                  str(path) if path else None)
+    return ShareRequest(event_id=event_id, medium_id=medium.id, owner_id=medium.owner_id,
+                        service=service, caption=medium.caption,
+                        permalink=link_of(public, medium.id), media=media)
+
+
+def _wait_for(row: Share) -> None:
+    """Run again later if the row's next try is not due (a re-submitted task came early)."""
+    if row.next_ms is not None and row.next_ms > now_ms() + _EARLY_MS:
+        raise RetryTask((row.next_ms - now_ms()) / 1000, "not due yet")
+
+
+def _settle(ctx: WorkerContext, ledger: ShareLedger, row: Share, outcome: Outcome,
+            link: linking.Link, failed: str, since_ms: int) -> None:
+    """Record ``outcome`` in the ledger (``failed``: the state of a final failure) and act
+    on it: retry later (giving up by the policy, counting time from ``since_ms``), or
+    unlink a dead credential."""
+    if isinstance(outcome, Posted):
+        return  # share_once recorded it
+    if isinstance(outcome, Deleted):
+        ledger.record(state="deleted", error=None, next_ms=None)
+    elif isinstance(outcome, RetryLater):
+        s = ctx.config.shareout
+        now = time.time()
+        at = next_attempt(RetryPolicy(base=s.retry_base, max_attempts=s.max_attempts,
+                                      give_up_after=s.give_up_after),
+                          row.attempts + 1, since_ms / 1000, now, outcome.delay,
+                          random.random())
+        if at is None:
+            ledger.record(state=failed, error=f"gave up after {row.attempts + 1} tries: "
+                          f"{outcome.reason}", next_ms=None)
+            return
+        ledger.record(attempts=row.attempts + 1, next_ms=int(at * 1000), error=outcome.reason)
+        raise RetryTask(at - now, outcome.reason)
+    elif isinstance(outcome, CredentialDead):
+        ledger.record(state=failed, error=f"the credentials were refused: {outcome.reason}")
+        unlink_dead(ctx, link, outcome.reason)
+    elif isinstance(outcome, Failed):
+        ledger.record(state=failed, error=outcome.reason, next_ms=None)
+
+
+def _take_back(ctx: WorkerContext, ledger: ShareLedger, medium: Medium, event_id: int) -> None:
+    """After a lost attempt on a medium deleted since: find the post it made and delete it."""
+    found = linked(ctx, medium.owner_id, ledger.service)
+    if isinstance(found, str):
+        return
+    target, credentials = ctx.share_targets[ledger.service], found[1]
+    posted = target.find_existing(share_request(ctx, medium, ledger.service, event_id),
+                                 credentials)
+    if isinstance(posted, Posted) and target.can_delete:
+        gone = target.delete(posted.remote_id, credentials)
+        ledger.record(remote_id=posted.remote_id, url=posted.url,
+                      state="deleted" if isinstance(gone, Deleted) else "delete_failed")
+
+
+def unlink_dead(ctx: WorkerContext, link: linking.Link, reason: str) -> None:
+    """End ``link`` (if it is still the current one) with ``AccountUnlinked``
+    (``credential_dead``); the idempotency key makes repeats append nothing."""
+    shard = shard_of(link.user_id)
+    stream = linking.link_stream(link.user_id, link.service)
+
+    def txn_fn(txn: Txn) -> None:
+        current = links.link_txn(txn, link.user_id, link.service)
+        events = linking.decide_unlink(current, link.service, linking.CREDENTIAL_DEAD,
+                                       link.link_id, reason)
+        if not events:
+            return
+        try:
+            ctx.store.append_txn(txn, [AppendRequest(
+                shard, stream, tuple(NewEvent(e, actor=link.user_id) for e in events),
+                expected_version=ctx.store.stream_version_txn(txn, stream),
+                idempotency_key=f"unlink:{link.link_id}")])
+        except StreamConflict as e:
+            raise RetryTransaction(str(e)) from e
+
+    ctx.router.database(shard).run_interaction("unlink_dead", txn_fn)
+    log.warning("shareout: %s credentials of user %d refused; account unlinked",
+                link.service, link.user_id)
