@@ -23,6 +23,10 @@ MODULES: list[str] = [
     "server.store.media",
     "server.store.likes",
     "server.store.comments",
+    "server.domain.devices",
+    "server.domain.notifications",
+    "server.store.devices",
+    "server.store.notifications",
 ]
 
 

@@ -8,7 +8,8 @@ from functools import cached_property
 import redis
 
 from server.config import Config
-from server.interfaces import IGeoIndex
+from server.domain.push import Platform
+from server.interfaces import IGeoIndex, IPushProvider
 from server.shards import ShardRouter
 from server.store.events import PostgresEventStore
 from server.store.places import LocationStore, geo_database
@@ -56,9 +57,20 @@ class WorkerContext:
         r = self.config.realtime
         return RealtimeStore(self.redis, r.history_size, r.history_ttl * 1000)
 
+    @cached_property
+    def push(self) -> dict[Platform, IPushProvider]:
+        """The push provider of each platform (``push.ios``, ``push.android``)."""
+        from plugins.push import push_providers
+
+        return push_providers(self.config)
+
     def close(self) -> None:
         if "geo" in self.__dict__:
             self.geo.close()
+        if "push" in self.__dict__:
+            from plugins.push import close_all
+
+            close_all(self.push)
         self.router.close()
         self.redis.close()
         if "gearman" in self.__dict__:

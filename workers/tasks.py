@@ -69,10 +69,23 @@ def task_handler(kind: str, registry: TaskHandlers = TASKS) -> Callable[[TaskHan
     return register
 
 
+class RetryAfter(Exception):
+    """Raised by a task handler: run the task again, not sooner than ``delay`` seconds (a
+    push service's Retry-After); the task's own backoff applies when it is longer."""
+
+    def __init__(self, reason: str, delay: float) -> None:
+        super().__init__(f"{reason} (retry after {delay:.1f} s)")
+        self.delay = delay
+
+
 def submit_tasks(ctx: WorkerContext, kind: str, payloads: Sequence[Any],
-                 shard: int | None = None, registry: TaskHandlers = TASKS) -> list[int]:
+                 shard: int | None = None, registry: TaskHandlers = TASKS,
+                 delay: float = 0.0) -> list[int]:
     """Store tasks of ``kind`` (in ``shard``'s database; any shard if None) and submit their
-    jobs; returns the task ids. A submit that fails is logged; the relay re-submits it."""
+    jobs; returns the task ids. A submit that fails is logged; the relay re-submits it.
+    With a ``delay`` (seconds) the tasks are stored due then and not submitted: the relay's
+    scan of late tasks submits them once due (so they start up to ``relay.poll_interval``
+    after it)."""
     registry.get(kind)  # an unknown kind fails here, not in a worker later
     if not payloads:
         return []
@@ -80,9 +93,10 @@ def submit_tasks(ctx: WorkerContext, kind: str, payloads: Sequence[Any],
         shard = random.randrange(ctx.router.count)
     ids = TaskStore(ctx.router).insert(
         shard, kind, [msgpack.packb(p, use_bin_type=True) for p in payloads],
-        grace=ctx.config.workers.task_lease,
+        grace=delay if delay > 0 else ctx.config.workers.task_lease,
     )
-    submit(ctx.gearman, [task_job(ctx.config.gearman.namespace, i) for i in ids])
+    if delay <= 0:
+        submit(ctx.gearman, [task_job(ctx.config.gearman.namespace, i) for i in ids])
     return ids
 
 
@@ -111,6 +125,8 @@ def run_task(ctx: WorkerContext, task_id: int, registry: TaskHandlers = TASKS) -
         final = lease.attempt >= settings.task_attempts
         delay = None if final else retry_delay(lease.attempt, settings.retry_delay,
                                                settings.retry_max_delay)
+        if delay is not None and isinstance(error, RetryAfter):
+            delay = max(delay, error.delay)
         store.finish(lease, text, delay)
         outcome = "failed" if final else "retry"
         log.log(logging.ERROR if final else logging.WARNING,

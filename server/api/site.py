@@ -30,6 +30,7 @@ from server.api import (
     metrics,
     oauth,
     openapi,
+    push,
     relationships,
     stream,
     tags,
@@ -56,7 +57,7 @@ LATENCY = Histogram(
 ROUTE_MODULES: list[Callable[[Klein, ServiceContext], None]] = [
     health.routes, metrics.routes, users.routes, relationships.routes, oauth.routes,
     media.routes, likes.routes, comments.routes, feeds.routes, tags.routes, locations.routes,
-    blobs.routes, openapi.routes,
+    blobs.routes, push.routes, openapi.routes,
 ]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -19,6 +19,7 @@ MODULES: list[str] = [
     "workers.handlers.liked",
     "workers.handlers.geo_index",
     "workers.handlers.realtime",
+    "workers.handlers.push",
 ]
 
 
