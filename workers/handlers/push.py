@@ -63,7 +63,8 @@ def queue(ctx: WorkerContext) -> PushQueue:
     return PushQueue(ctx.redis, ctx.config.push.dedupe_ttl)
 
 
-@consumer("push", *rules.TYPES, batch_size=500, on_failure=OnFailure.SKIP, side_effect=True)
+@consumer("push", *rules.TYPES, batch_size=500, on_failure=OnFailure.SKIP, side_effect=True,
+          from_head=True)
 def push(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
     groups: dict[tuple[int, str], list[Pending]] = defaultdict(list)
     for e in events:
