@@ -24,8 +24,8 @@ def android_token() -> str:
     return "fcm:" + secrets.token_urlsafe(120)
 
 
-def post_device(api: Api, access: str | None, headers: dict[str, str] | None = None,
-                **fields: str) -> httpx.Response:
+def post_device(api: Api, access: str | None, fields: dict[str, str],
+                headers: dict[str, str] | None = None) -> httpx.Response:
     """POST the device form (its ``token`` field is the device's, not the access token)."""
     auth = {"Authorization": f"Bearer {access}"} if access else {}
     return api.http.post(DEVICES, data=fields, headers=auth | (headers or {}))
@@ -33,7 +33,7 @@ def post_device(api: Api, access: str | None, headers: dict[str, str] | None = N
 
 def register(api: Api, access: str, device: str, platform: str = "ios",
              **extra: str) -> httpx.Response:
-    return post_device(api, access, platform=platform, token=device, **extra)
+    return post_device(api, access, {"platform": platform, "token": device} | extra)
 
 
 def devices(api: Api, token: str) -> list[dict[str, Any]]:
@@ -102,7 +102,7 @@ def test_registering_again_is_recorded_and_idempotency_key_replays(api: Api) -> 
     device = android_token()
     key = {"Idempotency-Key": secrets.token_hex(8)}
     for _ in range(3):
-        r = post_device(api, tok, key, platform="android", token=device)
+        r = post_device(api, tok, {"platform": "android", "token": device}, key)
         assert r.status_code == 200, r.text
     assert len(stream_types(api, device)) == 1
     assert register(api, tok, device, "android").status_code == 200
@@ -125,7 +125,7 @@ def test_bad_registrations_are_refused_and_change_nothing(
         api: Api, fields: dict[str, str], words: str) -> None:
     """Each malformed field gets a 400 naming it, and no device or event appears."""
     _, tok = api.user()
-    refused(post_device(api, tok, **fields), words)
+    refused(post_device(api, tok, fields), words)
     assert devices(api, tok) == []
     if fields.get("token"):
         assert stream_types(api, fields["token"]) == []
@@ -134,7 +134,7 @@ def test_bad_registrations_are_refused_and_change_nothing(
 def test_device_endpoints_need_a_token(api: Api) -> None:
     """Without an access token every device and settings endpoint answers 400
     OAuthParameterException."""
-    for r in (post_device(api, None, platform="ios", token=ios_token()),
+    for r in (post_device(api, None, {"platform": "ios", "token": ios_token()}),
               api.get(DEVICES, None), api.http.delete(f"{DEVICES}/{ios_token()}"),
               api.get(SETTINGS, None), api.post(SETTINGS, None, likes="false")):
         assert r.status_code == 400
