@@ -106,10 +106,12 @@ class TaskStore:
 
     def overdue(self, db: Database, again_in: float, limit: int = 1000) -> list[int]:
         """Ids of unfinished tasks past their deadline in ``db``, each given ``again_in`` more
-        seconds (so the next scan does not re-submit them at once)."""
+        seconds (so the next scan does not re-submit them at once). A running task past its
+        deadline lost its lease (its worker died): it becomes pending again, so the job
+        submitted for it can lease it (moving its deadline alone would keep it unleasable)."""
         return db.run_interaction("overdue_tasks", lambda txn: [r[0] for r in txn.fetchall(
             """
-            UPDATE tasks SET due_at = now() + make_interval(secs => %s)
+            UPDATE tasks SET due_at = now() + make_interval(secs => %s), state = 'pending'
             WHERE id IN (SELECT id FROM tasks WHERE state IN ('pending', 'running')
                          AND due_at < now() ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED)
             RETURNING id
