@@ -152,10 +152,6 @@ def running_flow(env: Env, service: Service, tmp: Path) -> Iterator[Flow]:
         try:
             yield flow
         finally:
-            import os
-            if os.environ.get("PUSH_DEBUG"):
-                for p in flow.procs:
-                    print(p.name, p.output.text()[-6000:])
             for p in flow.procs:
                 if p.alive():
                     assert p.stop() == 0, p.output.text()
