@@ -94,7 +94,8 @@ def send_group(ctx: WorkerContext, payload: dict[str, Any]) -> None:
     causes = q.drain(recipient, group, opener)
     if not causes:
         return
-    keep = _deliverable(ctx, recipient, causes)
+    targets = devices.devices_of(ctx.router, recipient)
+    keep = _deliverable(ctx, recipient, causes) if targets else []
     if not keep:
         metrics.PUSH_GROUPS.labels("empty").inc()
     elif not q.allow(recipient, f"{group}:{opener}", int(time.time() * 1000),
@@ -102,7 +103,7 @@ def send_group(ctx: WorkerContext, payload: dict[str, Any]) -> None:
         metrics.PUSH_GROUPS.labels("capped").inc()
         log.info("push to user %d over the rate cap: group %s dropped", recipient, group)
     else:
-        _send(ctx, q, recipient, group, opener, keep)
+        _send(ctx, q, recipient, group, opener, keep, targets)
         metrics.PUSH_GROUPS.labels("sent").inc()
     q.done(recipient, group, opener, [p.key for p in causes])
 
@@ -116,14 +117,14 @@ def _deliverable(ctx: WorkerContext, recipient: int, causes: list[Pending]) -> l
 
 
 def _send(ctx: WorkerContext, q: PushQueue, recipient: int, group: str, opener: int,
-          causes: list[Pending]) -> None:
+          causes: list[Pending], targets: list[Device]) -> None:
     """One notification per device; raises ``RetryAfter`` when a service asked to wait."""
     users = accounts.users_by_id(ctx.router, [p.actor for p in causes])
     body = rules.text(causes, lambda u: users[u].username if u in users else "someone")
-    targets = [(d, rules.notification(d, recipient, group, opener, causes, body))
-               for d in devices.devices_of(ctx.router, recipient)]
+    notes = [(d, rules.notification(d, recipient, group, opener, causes, body))
+             for d in targets]
     pool = gevent.pool.Pool(ctx.config.push.concurrency)
-    waits = [r for r in pool.imap_unordered(lambda t: _send_one(ctx, q, recipient, *t), targets)
+    waits = [r for r in pool.imap_unordered(lambda t: _send_one(ctx, q, recipient, *t), notes)
              if isinstance(r, RetryLater)]
     if waits:
         raise RetryAfter(waits[0].reason, max(r.delay for r in waits))
@@ -142,9 +143,13 @@ def _send_one(ctx: WorkerContext, q: PushQueue, recipient: int, device: Device,
         return result
     if isinstance(result, Unregistered):
         shard = device_rules.token_shard(device.token, ctx.router.count)
-        ctx.router.database(shard).run_interaction(
-            "push_dead_device", dead_device_txn, ctx.store, shard, recipient, device.token,
-            result)
+        try:
+            ctx.router.database(shard).run_interaction(
+                "push_dead_device", dead_device_txn, ctx.store, shard, recipient,
+                device.token, result)
+        except Exception:
+            q.release(n.id)  # the retried task asks the service again, and records it then
+            raise
         q.settle(n.id, f"unregistered: {result.reason}")
         metrics.PUSHES.labels(provider.name, "unregistered").inc()
     elif isinstance(result, Failed):
