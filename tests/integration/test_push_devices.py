@@ -75,6 +75,9 @@ def test_register_list_and_unregister(api: Api) -> None:
                                       ("DeviceUnregistered", int(user["id"]), "user")]
     r = api.http.delete(f"{DEVICES}/{ios}", headers={"Authorization": f"Bearer {tok}"})
     assert r.status_code == 404, r.text
+    r = api.http.delete(f"{DEVICES}/{android}", headers={"Authorization": f"Bearer {tok}"})
+    assert r.status_code == 200, r.text
+    assert devices(api, tok) == []
 
 
 def test_a_token_moves_to_its_newest_owner(api: Api) -> None:

@@ -22,7 +22,7 @@ from tests.integration.recording import relay, workers
 from tests.push_helpers import TOPIC, PushWorld, push_world
 
 #: Settings of the relay and workers: short windows and leases so tests run in seconds.
-SETTINGS = {"collapse_window": "2", "user_rate_per_minute": "4"}
+SETTINGS = {"collapse_window": "3", "user_rate_per_minute": "4"}
 TASK_LEASE = "3"
 
 

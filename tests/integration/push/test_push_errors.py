@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+from server.store.pushes import PushQueue
 from tests.helpers import wait_for
 from tests.integration.push.flowkit import Flow, Person
 
@@ -65,6 +66,21 @@ def test_bad_device_token_and_fcm_unregistered_unregister(flow: Flow) -> None:
     for device in (owner.ios, owner.android):
         assert [e[:3] for e in flow.device_events(device)][-1] == (
             "DeviceUnregistered", owner.id, "provider")
+
+
+def test_a_failed_notification_is_recorded_and_not_retried(flow: Flow) -> None:
+    """APNs 413 PayloadTooLarge and an FCM INVALID_ARGUMENT about a message field fail that
+    notification: recorded in its dedupe record, sent once, the devices kept."""
+    owner = flow.person()
+    flow.world.apns.respond(owner.ios, 413, "PayloadTooLarge")
+    flow.world.fcm.respond(owner.android, "INVALID_ARGUMENT", fields=("message.android.ttl",))
+    liked(flow, owner)
+    answered(flow, owner, 413)
+    [sent] = flow.apns(owner)
+    assert PushQueue(flow.env.redis, 60).outcome(sent.headers["apns-id"]) == \
+        "failed: PayloadTooLarge"
+    assert [s.status for s in flow.fcm(owner)] == [400]
+    assert flow.devices(owner) == sorted([owner.ios, owner.android])
 
 
 def test_429_and_503_are_retried_until_delivered(flow: Flow) -> None:
