@@ -14,7 +14,6 @@ from server.domain.log import RecordedEvent
 from server.domain.notifications import NotificationSettingsChanged, Pending
 from server.domain.shards import schema_name
 from server.interfaces import IShardRouter
-from server.store import graph
 from server.store.inline import INLINE
 
 
@@ -47,38 +46,58 @@ def recipient_txn(txn: Txn, user_id: int, actors: list[int]
     return disabled_txn(txn, user_id), frozenset(int(r[0]) for r in rows)
 
 
-def _standing_txn(txn: Txn, p: Pending) -> bool:
-    if p.check == rules.LIKE_EXISTS:
-        s = schema_name(shard_of(p.media_id))
-        sql = (f"SELECT 1 FROM {s}.likes l JOIN {s}.media m ON m.id = l.media_id "
-               "WHERE l.media_id = %s AND l.user_id = %s AND m.state <> 'deleted'")
-        return txn.fetchone(sql, (p.media_id, p.actor)) is not None
-    if p.check == rules.COMMENT_EXISTS:
-        s = schema_name(shard_of(p.comment_id))
-        sql = (f"SELECT 1 FROM {s}.comments c JOIN {s}.media m ON m.id = c.media_id "
-               "WHERE c.id = %s AND NOT c.deleted AND m.state <> 'deleted'")
-        return txn.fetchone(sql, (p.comment_id,)) is not None
-    if p.check == rules.MEDIUM_EXISTS:
-        sql = (f"SELECT 1 FROM {schema_name(shard_of(p.media_id))}.media "
-               "WHERE id = %s AND state <> 'deleted'")
-        return txn.fetchone(sql, (p.media_id,)) is not None
+def _edge(p: Pending) -> tuple[int, int, str]:
+    """(follower, followee, state) a follow-kind cause needs."""
     if p.check == rules.APPROVED:
-        return graph.edge(txn, p.recipient, p.actor)[0] is Edge.ACTIVE
-    wanted = Edge.ACTIVE if p.check == rules.FOLLOWING else Edge.REQUESTED
-    return graph.edge(txn, p.actor, p.recipient)[0] is wanted
+        return p.recipient, p.actor, Edge.ACTIVE.value
+    return p.actor, p.recipient, (Edge.ACTIVE if p.check == rules.FOLLOWING
+                                  else Edge.REQUESTED).value
 
 
 def _home(p: Pending) -> int:
-    """The shard whose database answers ``p``'s check."""
+    """The shard whose tables answer ``p``'s check."""
     if p.check in (rules.LIKE_EXISTS, rules.MEDIUM_EXISTS):
         return shard_of(p.media_id)
     if p.check == rules.COMMENT_EXISTS:
         return shard_of(p.comment_id)
-    return shard_of(p.recipient if p.check == rules.APPROVED else p.actor)
+    return shard_of(_edge(p)[0])
 
 
-def _standing_keys_txn(txn: Txn, causes: list[Pending]) -> set[str]:
-    return {p.key for p in causes if _standing_txn(txn, p)}
+def _standing_txn(txn: Txn, causes: list[Pending]) -> set[str]:
+    """The keys of ``causes`` still standing: one query per (shard, check, medium) for
+    likes, per (shard, check) for the others, however many causes a burst brought."""
+    groups: dict[tuple[int, str, int], list[Pending]] = {}
+    for p in causes:
+        subject = p.media_id if p.check == rules.LIKE_EXISTS else 0
+        groups.setdefault((_home(p), p.check, subject), []).append(p)
+    out: set[str] = set()
+    for (shard, check, media_id), ps in groups.items():
+        s = schema_name(shard)
+        if check == rules.LIKE_EXISTS:
+            found = {r[0] for r in txn.fetchall(
+                f"SELECT l.user_id FROM {s}.likes l JOIN {s}.media m ON m.id = l.media_id "
+                "WHERE l.media_id = %s AND l.user_id = ANY(%s) AND m.state <> 'deleted'",
+                (media_id, [p.actor for p in ps]))}
+            out |= {p.key for p in ps if p.actor in found}
+        elif check == rules.COMMENT_EXISTS:
+            found = {r[0] for r in txn.fetchall(
+                f"SELECT c.id FROM {s}.comments c JOIN {s}.media m ON m.id = c.media_id "
+                "WHERE c.id = ANY(%s) AND NOT c.deleted AND m.state <> 'deleted'",
+                ([p.comment_id for p in ps],))}
+            out |= {p.key for p in ps if p.comment_id in found}
+        elif check == rules.MEDIUM_EXISTS:
+            found = {r[0] for r in txn.fetchall(
+                f"SELECT id FROM {s}.media WHERE id = ANY(%s) AND state <> 'deleted'",
+                ([p.media_id for p in ps],))}
+            out |= {p.key for p in ps if p.media_id in found}
+        else:
+            edges = {_edge(p) for p in ps}
+            found_edges = {(r[0], r[1], r[2]) for r in txn.fetchall(
+                f"SELECT follower, followee, state FROM {s}.follows "
+                "WHERE follower = ANY(%s) AND followee = ANY(%s)",
+                (sorted({e[0] for e in edges}), sorted({e[1] for e in edges})))}
+            out |= {p.key for p in ps if _edge(p) in found_edges}
+    return out
 
 
 def standing(router: IShardRouter, causes: Iterable[Pending]) -> set[str]:
@@ -89,5 +108,5 @@ def standing(router: IShardRouter, causes: Iterable[Pending]) -> set[str]:
         by_db.setdefault(router.database(_home(p)), []).append(p)
     out: set[str] = set()
     for db, group in by_db.items():
-        out |= db.run_interaction("push_standing", _standing_keys_txn, group)
+        out |= db.run_interaction("push_standing", _standing_txn, group)
     return out
