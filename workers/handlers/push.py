@@ -60,12 +60,14 @@ TASK = "push"
 
 
 def queue(ctx: WorkerContext) -> PushQueue:
+    """The collapse groups, dedupe records and rate caps (Redis)."""
     return PushQueue(ctx.redis, ctx.config.push.dedupe_ttl)
 
 
 @consumer("push", *rules.TYPES, batch_size=500, on_failure=OnFailure.SKIP, side_effect=True,
           from_head=True)
 def push(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
+    """Add each event's causes to their groups; schedule the task of each window opened."""
     groups: dict[tuple[int, str], list[Pending]] = defaultdict(list)
     for e in events:
         d = e.data
