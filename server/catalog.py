@@ -27,6 +27,10 @@ MODULES: list[str] = [
     "server.store.subscriptions",
     "server.domain.links",
     "server.store.links",
+    "server.domain.devices",
+    "server.domain.notifications",
+    "server.store.devices",
+    "server.store.notifications",
 ]
 
 

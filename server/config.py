@@ -230,6 +230,15 @@ class PushConfig:
     fcm_project: str = _setting("", "Firebase project id; empty: the key file's project_id")
     fcm_url: str = _setting("https://fcm.googleapis.com", "FCM HTTP v1 base URL")
     fcm_token_uri: str = _setting("", "OAuth2 token endpoint; empty: the key file's token_uri")
+    collapse_window: float = _setting(
+        10.0, "seconds notifications about the same thing wait to be collapsed into one "
+        "(counted from the first one's event; 0: each sent at once)")
+    user_rate_per_minute: int = _setting(
+        30, "notifications one user receives per minute at most (more are dropped; the "
+        "activity feed keeps them)")
+    dedupe_ttl: int = _setting(
+        172800, "seconds the record that a notification was sent is kept (a redone batch or "
+        "task within that time never sends it again)")
 
 
 @dataclass(frozen=True)
@@ -498,7 +507,8 @@ def _shard_count(v: int) -> None:
     "workers.batch_attempts", "workers.event_attempts", "workers.task_attempts", "geo.timeout_ms",
     "api.max_body_bytes", "api.rate_per_token", "api.rate_per_ip", "api.rate_window",
     "oauth.code_ttl", "oauth.session_ttl", "accounts.argon2_time_cost",
-    "accounts.argon2_parallelism", "push.timeout", "push.concurrency", "media.photo_max_bytes",
+    "accounts.argon2_parallelism", "push.timeout", "push.concurrency", "push.user_rate_per_minute",
+    "push.dedupe_ttl", "media.photo_max_bytes",
     "media.video_max_bytes", "media.max_pixels", "media.video_max_seconds", "feeds.size",
     "feeds.user_media_size", "feeds.activity_size", "feeds.chunk_size", "feeds.rebuild_lease_ms",
     "realtime.history_size", "realtime.history_ttl", "realtime.max_buffer_bytes",
@@ -519,7 +529,8 @@ def _positive_seconds(v: float) -> None:
         raise ValueError(f"must be a positive number of seconds, got {v}")
 
 
-@_check("relay.debounce", "realtime.ping_interval", "realtime.ping_timeout")
+@_check("relay.debounce", "realtime.ping_interval", "realtime.ping_timeout",
+        "push.collapse_window")
 def _seconds(v: float) -> None:
     if not v >= 0:
         raise ValueError(f"must be a number of seconds (0 or more), got {v}")

@@ -35,13 +35,16 @@ def notification(token: str, platform: Platform, source: object = 1,
 
 
 class FakeClock:
-    """A clock tests move by hand (shared by a provider and a fake server)."""
+    """A clock tests move by hand (shared by a provider and a fake server); with ``wall``
+    it runs with the real time (for servers that processes of their own talk to), moved
+    by hand on top of it."""
 
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
+    def __init__(self, start: float | None = None, wall: bool = False) -> None:
+        self.wall = wall
+        self.now = 0.0 if wall else time.time() if start is None else start
 
     def __call__(self) -> float:
-        return self.now
+        return time.time() + self.now if self.wall else self.now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -113,9 +116,10 @@ class PushWorld:
 
 
 @contextlib.contextmanager
-def push_world(tmp: Path) -> Iterator[PushWorld]:
-    """Both local services running (in threads), sharing one hand-moved clock."""
-    clock = FakeClock()
+def push_world(tmp: Path, wall: bool = False) -> Iterator[PushWorld]:
+    """Both local services running (in threads), sharing one hand-moved clock (running with
+    the real time when ``wall``: for providers in other processes)."""
+    clock = FakeClock(wall=wall)
     tls = make_tls(tmp / "tls")
     key_file, apns_public = apns_key(tmp)
     apns = FakeApns(tls, TEAM_ID, KEY_ID, apns_public, frozenset({TOPIC}), clock=clock)

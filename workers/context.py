@@ -10,7 +10,8 @@ import redis
 
 from plugins.shareout import SharingContext
 from server.config import Config
-from server.interfaces import IGeoIndex
+from server.domain.push import Platform
+from server.interfaces import IGeoIndex, IPushProvider
 from server.shards import ShardRouter
 from server.store.events import PostgresEventStore
 from server.store.places import LocationStore, geo_database
@@ -68,11 +69,22 @@ class WorkerContext(SharingContext):
         return safe_client(policy_from(self.config), timeout=out.timeout,
                            max_redirects=out.max_redirects)
 
+    @cached_property
+    def push(self) -> dict[Platform, IPushProvider]:
+        """The push provider of each platform (``push.ios``, ``push.android``)."""
+        from plugins.push import push_providers
+
+        return push_providers(self.config)
+
     def close(self) -> None:
         if "geo" in self.__dict__:
             self.geo.close()
         if "outbound" in self.__dict__:
             self.outbound.close()
+        if "push" in self.__dict__:
+            from plugins.push import close_all
+
+            close_all(self.push)
         self.router.close()
         self.redis.close()
         if "gearman" in self.__dict__:

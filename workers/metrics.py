@@ -42,6 +42,11 @@ BUSY = Counter("shutterlog_consumer_busy_total",
                "Advance jobs that found another worker on the (consumer, shard)", ["consumer"])
 JOBS = Counter("shutterlog_worker_jobs_total", "Gearman jobs run", ["function"])
 TASKS = Counter("shutterlog_tasks_total", "Tasks run, by outcome", ["kind", "outcome"])
+PUSHES = Counter("shutterlog_push_notifications_total",
+                 "Push notifications by provider and outcome (delivered, unregistered, retry, "
+                 "failed, duplicate: not sent again)", ["provider", "outcome"])
+PUSH_GROUPS = Counter("shutterlog_push_groups_total", "Collapse groups by outcome (sent, "
+                      "empty: nothing left to say, capped: over the user's rate)", ["outcome"])
 
 
 def serve(port: int) -> int | None:

@@ -120,10 +120,23 @@ def task_handler(kind: str, registry: TaskHandlers = TASKS, schedule: Schedule =
     return register
 
 
+class RetryAfter(Exception):
+    """Raised by a task handler: run the task again, not sooner than ``delay`` seconds (a
+    push service's Retry-After); the task's own backoff applies when it is longer."""
+
+    def __init__(self, reason: str, delay: float) -> None:
+        super().__init__(f"{reason} (retry after {delay:.1f} s)")
+        self.delay = delay
+
+
 def submit_tasks(ctx: WorkerContext, kind: str, payloads: Sequence[Any],
-                 shard: int | None = None, registry: TaskHandlers = TASKS) -> list[int]:
+                 shard: int | None = None, registry: TaskHandlers = TASKS,
+                 delay: float = 0.0) -> list[int]:
     """Store tasks of ``kind`` (in ``shard``'s database; any shard if None) and submit their
-    jobs; returns the task ids. A submit that fails is logged; the relay re-submits it."""
+    jobs; returns the task ids. A submit that fails is logged; the relay re-submits it.
+    With a ``delay`` (seconds) the tasks are stored due then and not submitted: the relay's
+    scan of late tasks submits them once due (so they start up to ``relay.poll_interval``
+    after it)."""
     registry.get(kind)  # an unknown kind fails here, not in a worker later
     if not payloads:
         return []
@@ -131,9 +144,10 @@ def submit_tasks(ctx: WorkerContext, kind: str, payloads: Sequence[Any],
         shard = random.randrange(ctx.router.count)
     ids = TaskStore(ctx.router).insert(
         shard, kind, packed(payloads),
-        grace=ctx.config.workers.task_lease,
+        grace=delay if delay > 0 else ctx.config.workers.task_lease,
     )
-    submit_jobs(ctx, ids)
+    if delay <= 0:
+        submit_jobs(ctx, ids)
     return ids
 
 
@@ -182,6 +196,8 @@ def run_task(ctx: WorkerContext, task_id: int, registry: TaskHandlers = TASKS) -
         text = f"{type(error).__name__}: {error}"
         schedule = kind.schedule if kind is not None else default_schedule
         delay = None if isinstance(error, TaskRefused) else schedule(ctx.config, lease.attempt)
+        if delay is not None and isinstance(error, RetryAfter):
+            delay = max(delay, error.delay)
         final = delay is None
         if final and kind is not None and kind.give_up is not None:
             try:

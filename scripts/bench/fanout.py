@@ -100,7 +100,8 @@ def main() -> None:
             media_id = ready_medium(store, router, celeb)
             tasks = TaskStore(router)
             expected = -(-args.followers // cfg.feeds.chunk_size)
-            wait_for(lambda: tasks.counts(router.database(shard)).get("done", 0) >= expected,
+            db = router.database(shard)
+            wait_for(lambda: tasks.counts(db, "fanout").get("done", 0) >= expected,
                      600, "every chunk task done", poll=0.01)
             seconds = time.perf_counter() - started
             left = missing(r, media_id, followers)

@@ -85,7 +85,7 @@ class FakeApns:
     connections: int = 0
     max_open_streams: int = 0
     requests: int = 0
-    _script: Script[tuple[int, str]] = field(default_factory=Script)
+    _script: Script[tuple[int, str, int | None]] = field(default_factory=Script)
     _verified: dict[str, tuple[dict[str, Any] | None, str | None]] = field(default_factory=dict)
     _hold: int = 0
     _held: list[Callable[[], None]] = field(default_factory=list)
@@ -93,15 +93,28 @@ class FakeApns:
 
     # --- what tests tell it -----------------------------------------------------------------
 
-    def respond(self, device_token: str, status: int, reason: str, times: int | None = 1) -> None:
+    def respond(self, device_token: str, status: int, reason: str, times: int | None = 1,
+                timestamp_ms: int | None = None) -> None:
         """Answer requests for ``device_token`` with ``status``/``reason`` (``times`` times,
-        None: always) instead of checking them; 410 answers carry a timestamp."""
-        self._script.add(device_token, (status, reason), times)
+        None: always) instead of checking them; 410 answers carry a timestamp (now, or
+        ``timestamp_ms``: when Apple learned the token was dead)."""
+        self._script.add(device_token, (status, reason, timestamp_ms), times)
 
     def hold_until(self, open_streams: int) -> None:
         """Hold every answer until ``open_streams`` requests wait at once (then answer all):
         proves a client really has that many streams in flight."""
         self._hold = open_streams
+
+    def hold_all(self) -> None:
+        """Hold every answer (requests are still recorded) until ``stop_holding``: a client
+        is then caught mid-send."""
+        self._hold = 1 << 30
+
+    def stop_holding(self) -> None:
+        """Answer new requests again; answers held so far are dropped (meant for after the
+        client holding them is gone)."""
+        self._hold = 0
+        self._held = []
 
     def for_token(self, device_token: str) -> list[Received]:
         return [r for r in list(self.received) if r.device_token == device_token]
@@ -192,10 +205,10 @@ class FakeApns:
         scripted = self._script.take(device_token)
         if scripted is None:
             return None
-        status, reason = scripted
+        status, reason, timestamp_ms = scripted
         error: dict[str, Any] = {"reason": reason}
         if status == 410:
-            error["timestamp"] = int(self.clock() * 1000)
+            error["timestamp"] = timestamp_ms or int(self.clock() * 1000)
         return status, error
 
     def _check_auth(self, conn: _ConnAuth, authorization: str) -> tuple[int, dict[str, Any]] | None:

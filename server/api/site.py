@@ -31,6 +31,7 @@ from server.api import (
     metrics,
     oauth,
     openapi,
+    push,
     relationships,
     stream,
     subscriptions,
@@ -58,7 +59,7 @@ LATENCY = Histogram(
 ROUTE_MODULES: list[Callable[[Klein, ServiceContext], None]] = [
     health.routes, metrics.routes, users.routes, relationships.routes, oauth.routes,
     media.routes, likes.routes, comments.routes, feeds.routes, tags.routes, locations.routes,
-    blobs.routes, subscriptions.routes, links.routes, openapi.routes,
+    blobs.routes, subscriptions.routes, links.routes, push.routes, openapi.routes,
 ]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -96,19 +96,23 @@ def aggregate(items: list[Item], limit: int) -> tuple[list[Group], int]:
     return groups, used
 
 
+def who(actors: list[int], name: Callable[[int], str]) -> str:
+    """Who did it: "alice", "alice and bob", "alice and 12 others" (the first is named)."""
+    first = name(actors[0])
+    others = len(actors) - 1
+    if others == 0:
+        return first
+    if others == 1:
+        return f"{first} and {name(actors[1])}"
+    return f"{first} and {others} others"
+
+
 def describe(group: Group, name: Callable[[int], str], what: str = "photo") -> str:
     """The text of a group: "alice liked your photo", "alice and bob liked your photo",
     "alice and 12 others liked your photo", "alice commented: nice", ..."""
     first = name(group.actors[0])
     if group.kind == LIKE:
-        others = len(group.actors) - 1
-        if others == 0:
-            who = first
-        elif others == 1:
-            who = f"{first} and {name(group.actors[1])}"
-        else:
-            who = f"{first} and {others} others"
-        return f"{who} liked your {what}"
+        return f"{who(group.actors, name)} liked your {what}"
     if group.kind == COMMENT:
         return f"{first} commented: {group.text}"
     if group.kind == MENTION:

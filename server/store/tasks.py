@@ -119,9 +119,9 @@ class TaskStore:
         ))
         return Task(row[0], row[1], bytes(row[2]), *row[3:]) if row else None
 
-    def counts(self, db: Database) -> dict[str, int]:
-        """Tasks of ``db`` by state."""
-        return dict(db.run_interaction("count_tasks", _counts))
+    def counts(self, db: Database, kind: str | None = None) -> dict[str, int]:
+        """Tasks of ``db`` (of ``kind`` only, if given) by state."""
+        return dict(db.run_interaction("count_tasks", _counts, kind))
 
 
 def insert_txn(txn: Txn, shard: int, kind: str, payloads: Sequence[bytes], grace: float
@@ -141,7 +141,8 @@ def insert_txn(txn: Txn, shard: int, kind: str, payloads: Sequence[bytes], grace
     return sorted(int(r[0]) for r in rows)  # ids increase in next_ids order
 
 
-def _counts(txn: Txn) -> list[tuple[str, int]]:
+def _counts(txn: Txn, kind: str | None) -> list[tuple[str, int]]:
     return [(r[0], int(r[1])) for r in txn.fetchall(
-        "SELECT state, count(*) FROM tasks GROUP BY state"
+        "SELECT state, count(*) FROM tasks WHERE %(kind)s IS NULL OR kind = %(kind)s "
+        "GROUP BY state", {"kind": kind}
     )]

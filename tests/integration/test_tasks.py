@@ -1,5 +1,5 @@
 """Durable chunk tasks: a task lost from gearmand runs anyway; a task never runs twice at once;
-a kind's own retry schedule and give-up hook."""
+a kind's own retry schedule and give-up hook; a task whose worker died runs again elsewhere."""
 
 from __future__ import annotations
 
@@ -96,3 +96,26 @@ def test_a_kind_retries_on_its_schedule_then_gives_up(env: Env) -> None:
     assert gave_up == [({"n": 1}, "down")] and state(store, failing) == ("failed", 2)
     assert run_task(ctx, refused, registry) == "failed"
     assert gave_up[1:] == [({"n": 2}, "gone for good")] and state(store, refused) == ("failed", 1)
+
+
+def test_a_task_whose_worker_died_runs_again_after_its_lease(env: Env) -> None:
+    """A worker killed (SIGKILL) while running a task leaves it leased; once the lease ends
+    the relay's re-submission lets another worker lease and finish it."""
+    env.redis.set(GATE, "closed")
+    short = env.vars | {"SHUTTERLOG_WORKERS_TASK_LEASE": "1"}
+    store = TaskStore(env.router)
+    first = workers(short)
+    procs = [relay(short)]
+    ctx = WorkerContext.create(env.config, name="shutterlog-test")
+    try:
+        [task] = submit_tasks(ctx, "test_record", [{"name": "crash", "hold": True}], shard=3)
+        wait_for(lambda: runs(env) == [b"crash"], 20, "the task to start")
+        first.kill()
+        env.redis.set(GATE, "open")
+        procs.append(workers(short))
+        wait_for(lambda: state(store, task)[0] == "done", 30, "the task to finish elsewhere")
+        assert runs(env) == [b"crash", b"crash"] and state(store, task) == ("done", 2)
+    finally:
+        ctx.close()
+        for p in procs:
+            assert p.stop() == 0, p.output.text()

@@ -21,6 +21,7 @@ MODULES: list[str] = [
     "workers.handlers.realtime",
     "workers.handlers.webhooks",
     "workers.handlers.shareout",
+    "workers.handlers.push",
 ]
 
 

@@ -9,6 +9,9 @@ import pytest
 
 from plugins.push.apns import ApnsProvider
 from plugins.push.fcm import FcmProvider
+from tests.helpers import Service
+from tests.integration.conftest import Env
+from tests.integration.push.flowkit import Flow, running_flow
 from tests.push_helpers import PushWorld, push_world
 
 
@@ -33,3 +36,11 @@ def fcm(world: PushWorld) -> Iterator[FcmProvider]:
     provider = FcmProvider.from_config(world.config().push, clock=world.clock)
     yield provider
     provider.close()
+
+
+@pytest.fixture(scope="module")
+def flow(module_env: Env, service: Service, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Flow]:
+    """The API, a relay and a worker pool sending to local APNs and FCM (one per module)."""
+    with running_flow(module_env, service, tmp_path_factory.mktemp("push")) as f:
+        yield f
