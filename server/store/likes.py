@@ -89,20 +89,21 @@ def likers_page(txn: Txn, media_id: int, before: int | None, limit: int
     return [(int(a), int(b)) for a, b in rows]
 
 
-def apply_liked(txn: Txn, events: list[RecordedEvent]) -> None:
+def apply_liked(txn: Txn, events: list[RecordedEvent], table: str = "liked") -> None:
     """The liker-side rows of like events, in log order (``txn`` on the likers' database):
-    absolute writes keyed by (liker, medium), so applying them again changes nothing."""
+    absolute writes keyed by (liker, medium), so applying them again changes nothing.
+    ``table``: the table in each liker's shard schema (a replay's shadow table)."""
     for e in events:
         media_id, user_id = e.data.media_id, e.data.user_id  # type: ignore[attr-defined]
         schema = schema_name(shard_of(user_id))
         if e.type == "MediaLiked":
             txn.execute(
-                f"INSERT INTO {schema}.liked (user_id, media_id, like_id) VALUES (%s, %s, %s) "
+                f"INSERT INTO {schema}.{table} (user_id, media_id, like_id) VALUES (%s, %s, %s) "
                 "ON CONFLICT (user_id, media_id) DO UPDATE SET like_id = excluded.like_id",
                 (user_id, media_id, e.id))
         else:
             txn.execute(
-                f"DELETE FROM {schema}.liked WHERE user_id = %s AND media_id = %s "
+                f"DELETE FROM {schema}.{table} WHERE user_id = %s AND media_id = %s "
                 "AND like_id < %s", (user_id, media_id, e.id))
 
 

@@ -17,19 +17,25 @@ import redis
 from server.domain.feeds import score, score_range, within
 
 NAMES = "tags:names"
+#: KEYS: the name index, then tag sets; ARGV: score, member, length of the sets' key prefix.
 _ADD = """
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, ARGV[1], ARGV[2])
-  redis.call('ZADD', 'tags:names', 0, string.sub(key, 5))
+local skip = tonumber(ARGV[3]) + 1
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[1], ARGV[2])
+  redis.call('ZADD', KEYS[1], 0, string.sub(KEYS[i], skip))
 end
-return #KEYS
+return #KEYS - 1
 """
+#: KEYS: the name index, then tag sets; ARGV: member, length of the sets' key prefix.
 _REMOVE = """
-for i, key in ipairs(KEYS) do
-  redis.call('ZREM', key, ARGV[1])
-  if redis.call('EXISTS', key) == 0 then redis.call('ZREM', 'tags:names', string.sub(key, 5)) end
+local skip = tonumber(ARGV[2]) + 1
+for i = 2, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[1])
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('ZREM', KEYS[1], string.sub(KEYS[i], skip))
+  end
 end
-return #KEYS
+return #KEYS - 1
 """
 
 
@@ -40,39 +46,45 @@ def tag_key(name: str) -> str:
 class TagStore:
     """The tag sets and the name index."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, prefix: str = "") -> None:
         self.redis = client
+        self.prefix = prefix  # "" live; a replay builds under its namespace's prefix
+        self._names = prefix + NAMES
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
 
     def add(self, media_id: int, tags: Iterable[str]) -> None:
-        keys = [tag_key(t) for t in tags]
+        keys = [self._key(t) for t in tags]
         if keys:
-            self._add(keys=keys, args=[score(media_id), media_id])
+            self._add(keys=[self._names, *keys],
+                      args=[score(media_id), media_id, len(self._key(""))])
 
     def remove(self, media_id: int, tags: Iterable[str]) -> None:
-        keys = [tag_key(t) for t in tags]
+        keys = [self._key(t) for t in tags]
         if keys:
-            self._remove(keys=keys, args=[media_id])
+            self._remove(keys=[self._names, *keys], args=[media_id, len(self._key(""))])
+
+    def _key(self, name: str) -> str:
+        return self.prefix + tag_key(name)
 
     def count(self, name: str) -> int:
-        return int(self.redis.zcard(tag_key(name)))
+        return int(self.redis.zcard(self._key(name)))
 
     def counts(self, names: list[str]) -> list[int]:
         pipe = self.redis.pipeline(transaction=False)
         for n in names:
-            pipe.zcard(tag_key(n))
+            pipe.zcard(self._key(n))
         return [int(c) for c in pipe.execute()]
 
     def page(self, name: str, max_id: int | None, min_id: int | None, limit: int) -> list[int]:
         """Ids tagged ``name`` between the bounds (exclusive), newest first."""
         hi, lo = score_range(max_id, min_id)
-        members = self.redis.zrevrangebyscore(tag_key(name), hi, lo, start=0, num=limit + 8)
+        members = self.redis.zrevrangebyscore(self._key(name), hi, lo, start=0, num=limit + 8)
         ids = sorted((int(m) for m in members), reverse=True)
         return [i for i in ids if within(i, max_id, min_id)][:limit]
 
     def search(self, prefix: str, limit: int) -> list[str]:
         """Tag names starting with ``prefix``, in name order."""
-        found = self.redis.zrangebylex(NAMES, f"[{prefix}", f"[{prefix}\xff", start=0,
+        found = self.redis.zrangebylex(self._names, f"[{prefix}", f"[{prefix}\xff", start=0,
                                        num=limit)
         return [n.decode() for n in found]

@@ -85,7 +85,7 @@ def activity(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
         elif isinstance(d, FollowerRemoved):
             remove(d.followee, act.follow_key(d.follower))
             remove(d.followee, act.request_key(d.follower))
-    store = ActivityStore(ctx.redis, ctx.config.feeds.activity_size)
+    store = ActivityStore(ctx.redis, ctx.config.feeds.activity_size, ctx.key_prefix)
     for user, last in ops.items():
         store.remove(user, [k for k, item in last.items() if item is None])
         store.add(user, [item for item in last.values() if item is not None])

@@ -41,7 +41,7 @@ FOLLOWER_EVENTS = ("FollowerAdded", "FollowerRemoved")
 
 def feed_store(ctx: WorkerContext) -> FeedStore:
     f = ctx.config.feeds
-    return FeedStore(ctx.redis, f.size, f.user_media_size)
+    return FeedStore(ctx.redis, f.size, f.user_media_size, ctx.key_prefix)
 
 
 @consumer("fanout", "MediaRendered", "MediaDeleted", *FOLLOWER_EVENTS, batch_size=500)

@@ -33,7 +33,7 @@ def tags(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
             if found is not None:
                 extra.update(tagging.hashtags(found.text))
     rows = media.tagged(ctx.router, candidates)
-    store = TagStore(ctx.redis)
+    store = TagStore(ctx.redis, ctx.key_prefix)
     for media_id, extra in candidates.items():
         row = rows.get(media_id)
         if row is None:
