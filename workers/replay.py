@@ -31,6 +31,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -117,8 +118,11 @@ class Replayer:
         self.control = store.control_database(ctx.router.databases())
         self.sessions = {db.dsn: Database(db.dsn, pool_size=4, name="shutterlog-replay",
                                           autocommit=True) for db in ctx.router.databases()}
+        #: Reads the next page of the log while the current one is applied.
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="replay-read")
 
     def close(self) -> None:
+        self._reader.shutdown()
         for db in self.sessions.values():
             db.close()
 
@@ -277,11 +281,12 @@ class Replayer:
         types = frozenset().union(*(i.build.types for i in items))
         blocked = 0
         deadline = time.monotonic() + self.lock_timeout
+        start = min(i.positions.get(shard, ORIGIN) for i in items)
+        if bound is not None and start >= bound:
+            return
+        ahead = self._reader.submit(self.ctx.store.read_page_bulk, shard, start, PAGE, types)
         while True:
-            start = min(i.positions.get(shard, ORIGIN) for i in items)
-            if bound is not None and start >= bound:
-                return
-            page = self.ctx.store.read_page(shard, start, PAGE, types)
+            page = ahead.result()
             events, nxt, finished = page.events, page.next, not page.more
             if bound is not None:
                 events = [e for e in events if e.position <= bound]
@@ -293,6 +298,10 @@ class Replayer:
                     events = events[:cut]
                     nxt = events[-1].position if events else start
                     finished = True
+            if not finished and page.scanned:
+                # Read the next page while this one is applied (PostgreSQL works meanwhile).
+                ahead = self._reader.submit(self.ctx.store.read_page_bulk, shard, nxt, PAGE,
+                                            types)
             for i in items:
                 after = i.positions.get(shard, ORIGIN)
                 wanted = [e for e in events if e.position > after and e.type in i.build.types]
@@ -305,6 +314,7 @@ class Replayer:
             for i in items:
                 i.positions[shard] = moved[i.run]
             tick(len(events))
+            start = nxt
             if finished:
                 return
             if page.scanned == 0:  # an older transaction is still open: not safe to read yet
@@ -315,6 +325,8 @@ class Replayer:
                                        f"head hidden for {self.lock_timeout:.0f} s")
                 blocked += 1
                 time.sleep(min(MAX_BLOCKED_PAUSE, 0.001 * 2 ** min(blocked, 10)))
+                ahead = self._reader.submit(self.ctx.store.read_page_bulk, shard, nxt, PAGE,
+                                            types)
             else:
                 blocked = 0
 

@@ -70,11 +70,14 @@ class CounterCache:
         return found
 
     def set(self, values: dict[int, tuple[int, int]]) -> None:
-        """Write exact values (the consumer, from the truth)."""
-        pipe = self.redis.pipeline(transaction=False)
+        """Write exact values (the consumer, from the truth): one HSET per hash."""
+        fields: dict[str, list[str | int]] = {}
         for media_id, (likes, comments) in values.items():
             key, f = slot(media_id)
-            pipe.execute_command("HSET", self.prefix + key, f"{f}:l", likes, f"{f}:c", comments)
+            fields.setdefault(key, []).extend((f"{f}:l", likes, f"{f}:c", comments))
+        pipe = self.redis.pipeline(transaction=False)
+        for key, pairs in fields.items():
+            pipe.execute_command("HSET", self.prefix + key, *pairs)
         pipe.execute()
 
     def _read(self, ids: list[int]) -> tuple[dict[int, tuple[int, int]], list[int]]:

@@ -53,16 +53,21 @@ class TagStore:
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
 
-    def add(self, media_id: int, tags: Iterable[str]) -> None:
-        keys = [self._key(t) for t in tags]
-        if keys:
-            self._add(keys=[self._names, *keys],
-                      args=[score(media_id), media_id, len(self._key(""))])
-
-    def remove(self, media_id: int, tags: Iterable[str]) -> None:
-        keys = [self._key(t) for t in tags]
-        if keys:
-            self._remove(keys=[self._names, *keys], args=[media_id, len(self._key(""))])
+    def update(self, changes: Iterable[tuple[int, Iterable[str], Iterable[str]]]) -> None:
+        """For each (medium, tags it leaves, tags it joins), in order: one round trip for
+        them all (a script call per medium and direction, pipelined)."""
+        pipe = self.redis.pipeline(transaction=False)
+        skip = len(self._key(""))
+        for media_id, leaves, joins in changes:
+            gone = [self._key(t) for t in leaves]
+            if gone:
+                self._remove(keys=[self._names, *gone], args=[media_id, skip], client=pipe)
+            new = [self._key(t) for t in joins]
+            if new:
+                self._add(keys=[self._names, *new], args=[score(media_id), media_id, skip],
+                          client=pipe)
+        if len(pipe):
+            pipe.execute()
 
     def _key(self, name: str) -> str:
         return self.prefix + tag_key(name)

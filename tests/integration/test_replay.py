@@ -351,8 +351,12 @@ def followers_of(env: Env, user: int) -> list[int]:
 
 
 def log_size(env: Env) -> int:
-    return sum(int(db.run_interaction("n", Txn.fetchone, "SELECT count(*) FROM events")[0])
-               for db in env.router.databases())
+    total = 0
+    for db in env.router.databases():
+        row = db.run_interaction("n", Txn.fetchone, "SELECT count(*) FROM events")
+        assert row is not None
+        total += int(row[0])
+    return total
 
 
 def hold(env: Env, consumers: tuple[str, ...]) -> list[Any]:
@@ -376,7 +380,9 @@ def release(conns: list[Any]) -> None:
 
 def waiting(env: Env) -> bool:
     """Whether a session waits for an advisory lock (the replay at its swap)."""
-    return any(db.run_interaction("w", Txn.fetchone,
-                                  "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                  "AND NOT granted")[0]  # type: ignore[index]
-               for db in env.router.databases())
+    for db in env.router.databases():
+        row = db.run_interaction("w", Txn.fetchone, "SELECT count(*) FROM pg_locks WHERE "
+                                 "locktype = 'advisory' AND NOT granted")
+        if row and row[0]:
+            return True
+    return False
