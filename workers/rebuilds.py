@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from server.db import Database, Txn
 from server.domain import replay as dom
 from server.domain.graph import FOLLOWER_EDGE_AFTER, FOLLOWER_TYPES
-from server.domain.log import RecordedEvent
+from server.domain.log import ORIGIN, Position, RecordedEvent
 from server.domain.replay import Difference, Spec
 from server.domain.shards import schema_name
 from server.store import geo as geostore
@@ -68,14 +68,14 @@ class Build:
     def finish(self) -> None:
         """Last touches before the swap (the build is complete up to the live head)."""
 
-    def swap(self) -> str:
+    def swap(self, positions: dict[int, Position]) -> str:
         """Make the namespace live atomically and retire the old one; says what it did."""
         raise NotImplementedError
 
     def drop(self) -> None:
         raise NotImplementedError
 
-    def compare(self, limit: int) -> list[Difference]:
+    def compare(self, positions: dict[int, Position], limit: int) -> list[Difference]:
         """Differences between the namespace (expected) and the live projection (found)."""
         raise NotImplementedError
 
@@ -149,7 +149,7 @@ class RedisBuild(Build):
         firsts = self.ns.first_ids(streams)
         self.ns.set_fields({f"{k}:meta": ("low", first) for k, first in firsts.items()})
 
-    def swap(self) -> str:
+    def swap(self, positions: dict[int, Position]) -> str:
         swapped, retired = self.ns.swap(self.spec, self.prefix)
         self.ns.drop(self.prefix, dom.marker(self.run))
         return f"{swapped} keys swapped in, {retired} retired"
@@ -157,7 +157,7 @@ class RedisBuild(Build):
     def drop(self) -> None:
         self.ns.drop(self.prefix, dom.marker(self.run))
 
-    def compare(self, limit: int) -> list[Difference]:
+    def compare(self, positions: dict[int, Position], limit: int) -> list[Difference]:
         built = self.ns.built_keys(self.spec, self.prefix)
         expected = self.ns.snapshot(built, self.prefix)
         found = self.ns.snapshot(self.ns.live_keys(self.spec))
@@ -225,7 +225,7 @@ class LikedBuild(_ShadowTables):
     def apply(self, events: list[RecordedEvent]) -> None:
         self.consumer.handle(self.ctx, events)
 
-    def swap(self) -> str:
+    def swap(self, positions: dict[int, Position]) -> str:
         for db, shards in self._each():
             db.run_interaction("swap_liked", self._swap_txn, shards)
         return "liked tables replaced"
@@ -239,7 +239,7 @@ class LikedBuild(_ShadowTables):
         return [r for s in shards for r in store.table_rows_txn(
             txn, schema_name(s), table, ("user_id", "media_id"), "like_id")]
 
-    def compare(self, limit: int) -> list[Difference]:
+    def compare(self, positions: dict[int, Position], limit: int) -> list[Difference]:
         out: list[Difference] = []
         for db, shards in self._each():
             out += db.run_interaction("compare_liked", self._compare_txn, shards)
@@ -264,7 +264,6 @@ class FollowersBuild(_ShadowTables):
         super().__init__(spec, run, live)
         self.only = set(shards) if shards is not None else None
         self.side = (store.shadow_name(self.table, run), graph.FOLLOWERS[1])
-        self.positions: dict[int, object] = {}
 
     def _each(self) -> list[tuple[Database, list[int]]]:
         return [(db, [s for s in shards if self.only is None or s in self.only])
@@ -283,30 +282,28 @@ class FollowersBuild(_ShadowTables):
             graph.set_edge(txn, self.side, d.follower, d.followee,  # type: ignore[attr-defined]
                            FOLLOWER_EDGE_AFTER[e.type], e.id, e.created_ms)
 
-    def swap_with(self, run_positions: dict[int, object]) -> str:
-        """The swap, given where the run stands in each shard (it catches up itself)."""
+    def swap(self, positions: dict[int, Position]) -> str:
         for db, shards in self._each():
             if shards:
-                db.run_interaction("swap_followers", self._swap_txn, shards, run_positions,
-                                   True)
+                db.run_interaction("swap_followers", self._swap_txn, shards, positions, True)
         return "followers tables replaced, followed_by_count recounted"
 
-    def compare_with(self, run_positions: dict[int, object], limit: int) -> list[Difference]:
+    def compare(self, positions: dict[int, Position], limit: int) -> list[Difference]:
         out: list[Difference] = []
         for db, shards in self._each():
             if shards:
                 out += db.run_interaction("compare_followers", self._swap_txn, shards,
-                                          run_positions, False)
+                                          positions, False)
         return out[:limit]
 
-    def _swap_txn(self, txn: Txn, shards: Sequence[int], positions: dict[int, object],
+    def _swap_txn(self, txn: Txn, shards: Sequence[int], positions: dict[int, Position],
                   replace: bool) -> list[Difference]:
         """Lock the live tables, catch the shadow up to every committed event, then replace
         the live rows (``replace``) or compare them with the shadow's."""
         for s in shards:
             store.lock_tables_txn(txn, schema_name(s), [self.table])
         for s in shards:
-            rows = store.committed_after_txn(txn, s, positions[s], self.types)  # type: ignore
+            rows = store.committed_after_txn(txn, s, positions.get(s, ORIGIN), self.types)
             self._apply_txn(txn, [self.live.store._decode(r) for r in rows])
         if not replace:
             return self._compare_txn(txn, shards)
@@ -319,11 +316,6 @@ class FollowersBuild(_ShadowTables):
         return [r for s in shards for r in store.table_rows_txn(
             txn, schema_name(s), table, ("followee", "follower"), "state || ' ' || id")]
 
-    def swap(self) -> str:
-        raise TypeError("followers swaps with swap_with(positions)")
-
-    def compare(self, limit: int) -> list[Difference]:
-        raise TypeError("followers compares with compare_with(positions, limit)")
 
 
 class GeoBuild(Build):
@@ -353,7 +345,7 @@ class GeoBuild(Build):
             self.ctx.geo = self.live.geo.open(self.name)
         self.consumer.handle(self.ctx, events)
 
-    def swap(self) -> str:
+    def swap(self, positions: dict[int, Position]) -> str:
         def txn_fn(txn: Txn) -> None:
             store.lock_tables_txn(txn, None, [self.table])
             store.replace_from_shadow_txn(txn, None, self.table, self.run)
@@ -368,7 +360,7 @@ class GeoBuild(Build):
             self.live.geo.drop(self.name)
         self.db.run_interaction("shadow", store.drop_shadow_txn, None, self.table, self.run)
 
-    def compare(self, limit: int) -> list[Difference]:
+    def compare(self, positions: dict[int, Position], limit: int) -> list[Difference]:
         cols = ("media_id",)
         value = ("owner_id || ' ' || coalesce(location_id::text, '-') || ' ' || created_ms "
                  "|| ' ' || hidden || ' ' || ST_AsText(geog::geometry)")

@@ -133,6 +133,10 @@ class Replayer:
             raise ReplayUsageError("--verify compares with the live head: --until does not apply")
         for spec in request.specs:
             self._check_consumer(spec)
+            if request.until_id is not None and spec.consumer is None:
+                raise ReplayUsageError(
+                    f"--until: {spec.name} has no live consumer to apply the events after it "
+                    "once swapped; replay it whole")
         kind = "verify" if request.verify else "replay"
         with contextlib.ExitStack() as stack:
             lock_conn = stack.enter_context(self.sessions[self.control.dsn].lease())
@@ -162,7 +166,7 @@ class Replayer:
                     if request.verify:
                         self._verify(item, shards, request.limit)
                     else:
-                        self._swap(item, shards)
+                        self._swap(item, shards, request.until_id)
                     item.seconds += time.monotonic() - started
                     self.reporter.say(f"{item.spec.name}: {item.status}: {item.message}",
                                       projection=item.spec.name, status=item.status)
@@ -400,11 +404,11 @@ class Replayer:
 
     # --- swap and verify -------------------------------------------------------------------
 
-    def _swap(self, item: Item, shards: list[int]) -> None:
+    def _swap(self, item: Item, shards: list[int], until_id: int | None) -> None:
         b = item.build
         if isinstance(b, FollowersBuild):
             mine = [s for s in shards if self._covers(item, s)]
-            item.message = b.swap_with({s: item.positions.get(s, ORIGIN) for s in mine})
+            item.message = b.swap({s: item.positions.get(s, ORIGIN) for s in mine})
         else:
             assert item.spec.consumer is not None
             consumer = self.consumers.get(item.spec.consumer)
@@ -414,12 +418,12 @@ class Replayer:
                     # events after it, and the rebuilt histories must not have them yet.
                     live = self._live_positions(consumer.name, shards)
                     for s in shards:
-                        self._advance([item], s, bound=live[s])
+                        self._advance([item], s, bound=live[s], until_id=until_id)
                 else:
                     for s in shards:
-                        self._advance([item], s)
+                        self._advance([item], s, until_id=until_id)
                 b.finish()
-                item.message = b.swap()
+                item.message = b.swap(item.positions)
                 if not consumer.side_effect:
                     self._set_live(consumer.name, {s: item.positions.get(s, ORIGIN)
                                                    for s in shards})
@@ -430,8 +434,8 @@ class Replayer:
         b = item.build
         if isinstance(b, FollowersBuild):
             mine = [s for s in shards if self._covers(item, s)]
-            item.differences = b.compare_with({s: item.positions.get(s, ORIGIN)
-                                               for s in mine}, limit)
+            item.differences = b.compare({s: item.positions.get(s, ORIGIN) for s in mine},
+                                         limit)
         else:
             assert item.spec.consumer is not None
             consumer = self.consumers.get(item.spec.consumer)
@@ -443,7 +447,7 @@ class Replayer:
                     live = (self._live_positions(consumer.name, [s])[s] if consumer.side_effect
                             else self._advance_live(consumer.name, s))
                     self._advance([item], s, bound=live)
-                item.differences = b.compare(limit)
+                item.differences = b.compare(item.positions, limit)
         b.drop()
         item.status = "different" if item.differences else "verified"
         item.message = (f"{len(item.differences)} difference(s)" if item.differences

@@ -21,7 +21,7 @@ from scripts import seed
 from server.db import Txn
 from server.domain.checkpoints import lock_key
 from server.domain.ids import shard_of
-from server.domain.log import Position
+from server.domain.log import ORIGIN, Position
 from server.domain.replay import SPECS
 from server.domain.shards import schema_name
 from server.store.consumers import ConsumerStore
@@ -263,6 +263,41 @@ def test_killed_replay_leaves_live_state_and_resumes(module_env: Env, world: dic
     assert any("starts from the origin" in m for m in messages(fresh)), fresh.stdout
 
 
+def test_bulk_reads_return_what_read_page_returns(module_env: Env, world: dict[str, Any]
+                                                 ) -> None:
+    """The replay's bulk page reader keeps the one ordering contract: page by page, the same
+    events (decoded alike), the same next position and the same ``more``."""
+    store = module_env.store
+    for types in (None, {"MediaLiked", "MediaRendered"}, {"FollowerAdded"}):
+        for shard in range(module_env.router.count):
+            a = b = ORIGIN
+            while True:
+                pa = store.read_page(shard, a, 97, types)
+                pb = store.read_page_bulk(shard, b, 97, types)
+                assert pb.events == pa.events
+                assert (pb.next, pb.more, pb.scanned) == (pa.next, pa.more, pa.scanned)
+                a, b = pa.next, pb.next
+                if not pa.more:
+                    break
+
+
+def test_until_stops_before_later_events_and_the_pool_applies_them(
+        module_env: Env, world: dict[str, Any]) -> None:
+    """--until ID: the rebuild stops each shard before its first event above ID, the live
+    checkpoints are set there, and the worker pool applies the rest."""
+    env = module_env
+    cut = sorted(e.id for e in env.store.latest(400, {"MediaLiked", "MediaPosted"}))[0]
+    run = cli(env, "counters", "--until", str(cut), "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert summary(run)["projections"][0]["status"] == "swapped"
+    stops = run_checkpoint_ids(env, "counters")
+    assert stops and max(stops) <= cut
+    settled(env)
+    assert cli(env, "counters", "--verify").returncode == 0
+    refused = cli(env, "followers", "--until", str(cut))
+    assert refused.returncode == 2 and "no live consumer" in refused.stderr
+
+
 def test_followers_side_rebuilt_per_shard(module_env: Env, world: dict[str, Any]) -> None:
     """followers --shard S rebuilds that shard's followers table without appending an event;
     a lost edge there is reported by --verify and restored by the replay."""
@@ -285,7 +320,7 @@ def test_followers_side_rebuilt_per_shard(module_env: Env, world: dict[str, Any]
     assert cli(env, "followers", "--verify").returncode == 0
 
 
-def test_flushing_redis_then_replay_all_restores_everything(module_env: Env,
+def test_flushing_redis_then_replay_all_restores_everything(module_env: Env, service: Any,
                                                             world: dict[str, Any]) -> None:
     """FLUSHALL, then replay all: every feed, recent media, activity feed, counter and tag
     set is back exactly as before (completeness markers aside)."""
@@ -302,6 +337,14 @@ def test_flushing_redis_then_replay_all_restores_everything(module_env: Env,
     assert after == before, {k for k in set(before) | set(after)
                              if before.get(k) != after.get(k)}
     assert env.redis.zscore(next(k for k in after if k.startswith("feed:")), "-") == 0
+    # Feeds read at once, complete (no rebuild, no partial page); tokens were flushed too.
+    api = Api(env, service)
+    me = world["actors"][2][0]
+    feed = api.get("/v1/users/self/feed", api.token(me["username"]), count=100)
+    assert feed.status_code == 200 and "partial" not in feed.json()["meta"]
+    ids = [int(m["id"]) for m in feed.json()["data"]]
+    stored = [int(m) for m in env.redis.zrevrange(f"feed:{me['id']}", 0, -1) if m != b"-"]
+    assert ids and ids == stored[:len(ids)]
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -321,6 +364,10 @@ def run_checkpoints(env: Env, projection: str) -> list[Position]:
         "r.id = c.run WHERE r.id = (SELECT max(id) FROM replay_runs WHERE projection = %s)",
         (projection,))
     return [Position(int(t), e) for t, e in rows]
+
+
+def run_checkpoint_ids(env: Env, projection: str) -> list[int]:
+    return [p.id for p in run_checkpoints(env, projection) if p.id]
 
 
 def positions_of(env: Env, stream_ids: list[int]) -> list[Position]:
