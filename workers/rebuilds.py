@@ -10,7 +10,7 @@ live consumers' locks around ``swap`` and ``compare``.
   histories under that prefix without publishing (realtime).
 - ``LikedBuild``: the ``liked`` handler with ``ctx.tables`` naming shadow tables.
 - ``FollowersBuild``: ``Follower*`` events re-projected into shadow ``followers`` tables
-  (``graph.set_edge``), never the consumer (it appends events).
+  (``server.domain.replay.fold_edges``, batch by batch), never the consumer (it appends events).
 - ``GeoBuild``: the ``geo_index`` handler with ``ctx.geo`` bound to a new geo namespace and
   ``ctx.locations`` to a shadow table.
 """
@@ -29,7 +29,6 @@ from server.domain.log import ORIGIN, Position, RecordedEvent
 from server.domain.replay import Difference, Spec
 from server.domain.shards import schema_name
 from server.store import geo as geostore
-from server.store import graph
 from server.store import replay as store
 from server.store.places import LocationStore, geo_database
 from server.store.realtime import RealtimeStore
@@ -263,7 +262,7 @@ class FollowersBuild(_ShadowTables):
                  shards: Sequence[int] | None = None) -> None:
         super().__init__(spec, run, live)
         self.only = set(shards) if shards is not None else None
-        self.side = (store.shadow_name(self.table, run), graph.FOLLOWERS[1])
+        self.table_name = store.shadow_name(self.table, run)
 
     def _each(self) -> list[tuple[Database, list[int]]]:
         return [(db, [s for s in shards if self.only is None or s in self.only])
@@ -277,10 +276,14 @@ class FollowersBuild(_ShadowTables):
             db.run_interaction("replay_followers", self._apply_txn, mine)
 
     def _apply_txn(self, txn: Txn, events: list[RecordedEvent]) -> None:
+        by_shard: dict[int, list[tuple[tuple[int, int], str, int, int]]] = defaultdict(list)
         for e in events:
             d = e.data
-            graph.set_edge(txn, self.side, d.follower, d.followee,  # type: ignore[attr-defined]
-                           FOLLOWER_EDGE_AFTER[e.type], e.id, e.created_ms)
+            edge = (d.followee, d.follower)  # type: ignore[attr-defined]
+            by_shard[e.shard].append((edge, FOLLOWER_EDGE_AFTER[e.type].value, e.id,
+                                      e.created_ms))
+        for shard, changes in by_shard.items():
+            store.project_edges_txn(txn, schema_name(shard), self.table_name, changes)
 
     def swap(self, positions: dict[int, Position]) -> str:
         for db, shards in self._each():

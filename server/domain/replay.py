@@ -117,6 +117,31 @@ def is_projection_key(spec: Spec, key: str) -> bool:
     return any(key == p or (p.endswith("*") and key.startswith(p[:-1])) for p in spec.patterns)
 
 
+# --- edges ---------------------------------------------------------------------------------
+
+#: A follow edge as a table row holds it: (state, id of the event that created it, its ms).
+EdgeRow = tuple[str, int, int]
+
+
+def fold_edges(current: Mapping[tuple[int, int], EdgeRow],
+               changes: Iterable[tuple[tuple[int, int], str, int, int]]
+               ) -> dict[tuple[int, int], EdgeRow | None]:
+    """The rows a run of edge changes leaves, given the rows before (``current``): each
+    change is (edge, new state or "none", event id, ms), in log order. An edge keeps the id
+    and time of the event that created it while it changes state, as ``graph.set_edge``
+    does one event at a time; None: the row is gone."""
+    out: dict[tuple[int, int], EdgeRow | None] = {}
+    for edge, state, event_id, ms in changes:
+        old = out[edge] if edge in out else current.get(edge)
+        if state == "none":
+            out[edge] = None
+        elif old is None:
+            out[edge] = (state, event_id, ms)
+        else:
+            out[edge] = (state, old[1], old[2])
+    return out
+
+
 # --- comparing -------------------------------------------------------------------------------
 
 

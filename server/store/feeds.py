@@ -57,6 +57,12 @@ local m = redis.call('ZSCORE', key, '-') and 1 or 0
 if n - m > cap then redis.call('ZREMRANGEBYRANK', key, m, n - cap - 1) end
 return n
 """
+#: Remove members (ARGV) from many sorted sets (KEYS): like push, one call for many feeds,
+#: and a script, so that it queues in a pipeline with the others.
+_REMOVE = """
+for _, key in ipairs(KEYS) do redis.call('ZREM', key, unpack(ARGV)) end
+return #KEYS
+"""
 #: Keys per push call: one script call carries many feeds (one command to pack and send,
 #: instead of two per feed). Redis Cluster would need them grouped by hash slot first.
 PUSH_BATCH = 1000
@@ -84,6 +90,7 @@ class FeedStore:
         self._pulled = prefix + PULLED
         self._push = client.register_script(_PUSH)
         self._merge = client.register_script(_MERGE)
+        self._remove = client.register_script(_REMOVE)
 
     def _feed(self, user: int) -> str:
         return self.prefix + feed_key(user)
@@ -104,10 +111,9 @@ class FeedStore:
     def remove(self, media_ids: Sequence[int], users: Sequence[int]) -> None:
         if not media_ids:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for u in users:
-            pipe.execute_command("ZREM", self._feed(u), *media_ids)
-        pipe.execute()
+        for i in range(0, len(users), PUSH_BATCH):
+            self._remove(keys=[self._feed(u) for u in users[i:i + PUSH_BATCH]],
+                         args=list(media_ids))
 
     def add_own(self, owner: int, media_id: int) -> None:
         self._add(self._umedia(owner), [media_id], self.user_media_size, False)

@@ -16,7 +16,7 @@ from psycopg2 import sql
 
 from server.db import Database, Txn
 from server.domain.log import ORIGIN, Position
-from server.domain.replay import Spec, is_projection_key, normalize
+from server.domain.replay import Spec, fold_edges, is_projection_key, normalize
 from server.domain.shards import schema_name
 from server.store import log_sql
 
@@ -177,6 +177,35 @@ def shadow_exists_txn(txn: Txn, schema: str | None, table: str, run: int) -> boo
 def drop_shadow_txn(txn: Txn, schema: str | None, table: str, run: int) -> None:
     txn.execute(sql.SQL("DROP TABLE IF EXISTS {s}").format(
         s=_ident(schema, shadow_name(table, run))))
+
+
+def project_edges_txn(txn: Txn, schema: str, table: str,
+                      changes: list[tuple[tuple[int, int], str, int, int]]) -> None:
+    """Apply followers-side edge changes ((followee, follower), state, event id, ms), in log
+    order, to ``schema.table``: the rows touched are read once, folded
+    (``server.domain.replay.fold_edges``) and written back in two statements."""
+    t = _ident(schema, table)
+    edges = sorted({c[0] for c in changes})
+    rows = txn.fetchall(sql.SQL(
+        "SELECT followee, follower, state, id, created_ms FROM {t} WHERE (followee, follower) "
+        "IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))").format(t=t),
+        ([e[0] for e in edges], [e[1] for e in edges]))
+    final = fold_edges({(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}, changes)
+    gone = sorted(e for e, row in final.items() if row is None)
+    kept = sorted((e, row) for e, row in final.items() if row is not None)
+    if gone:
+        txn.execute(sql.SQL(
+            "DELETE FROM {t} WHERE (followee, follower) IN (SELECT * FROM "
+            "unnest(%s::bigint[], %s::bigint[]))").format(t=t),
+            ([e[0] for e in gone], [e[1] for e in gone]))
+    if kept:
+        txn.execute(sql.SQL(
+            "INSERT INTO {t} (followee, follower, state, id, created_ms) SELECT * FROM "
+            "unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[]) "
+            "ON CONFLICT (followee, follower) DO UPDATE SET state = excluded.state, "
+            "id = excluded.id, created_ms = excluded.created_ms").format(t=t),
+            ([e[0] for e, _ in kept], [e[1] for e, _ in kept], [r[0] for _, r in kept],
+             [r[1] for _, r in kept], [r[2] for _, r in kept]))
 
 
 def lock_tables_txn(txn: Txn, schema: str | None, tables: Sequence[str]) -> None:

@@ -17,6 +17,7 @@ from server.domain.replay import (
     clock,
     compare,
     compare_rows,
+    fold_edges,
     is_projection_key,
     marker,
     normalize,
@@ -135,3 +136,16 @@ def test_output_bar_on_a_terminal_lines_otherwise_json_on_demand() -> None:
     assert lines[0]["type"] == "progress" and lines[0]["done"] == 10
     assert lines[1] == {"type": "summary", "projections": [
         {"projection": "tags", "differences": [], "events": 1}], "differences": 0}
+
+
+def test_fold_edges_keeps_the_creating_event_like_set_edge() -> None:
+    """An edge requested then approved keeps the request's id and time; one removed is
+    gone; one removed then added again gets the new id; untouched rows stay out."""
+    current = {(1, 2): ("active", 10, 100), (1, 3): ("requested", 11, 110)}
+    changes = [((1, 3), "active", 20, 200), ((1, 2), "none", 21, 210),
+               ((1, 4), "requested", 22, 220), ((1, 4), "active", 23, 230),
+               ((1, 5), "active", 24, 240), ((1, 5), "none", 25, 250),
+               ((1, 5), "active", 26, 260)]
+    assert fold_edges(current, changes) == {
+        (1, 3): ("active", 11, 110), (1, 2): None, (1, 4): ("active", 22, 220),
+        (1, 5): ("active", 26, 260)}

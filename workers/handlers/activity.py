@@ -85,8 +85,11 @@ def activity(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
         elif isinstance(d, FollowerRemoved):
             remove(d.followee, act.follow_key(d.follower))
             remove(d.followee, act.request_key(d.follower))
-    store = ActivityStore(ctx.redis, ctx.config.feeds.activity_size, ctx.key_prefix)
+    pipe = ctx.redis.pipeline(transaction=False)  # every user's writes in one round trip
+    store = ActivityStore(pipe, ctx.config.feeds.activity_size, ctx.key_prefix)
     for user, last in ops.items():
         store.remove(user, [k for k, item in last.items() if item is None])
         store.add(user, [item for item in last.values() if item is not None])
+    if len(pipe):
+        pipe.execute()
 
