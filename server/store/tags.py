@@ -17,26 +17,33 @@ import redis
 from server.domain.feeds import score, score_range, within
 
 NAMES = "tags:names"
-#: KEYS: the name index, then tag sets; ARGV: score, member, length of the sets' key prefix.
-_ADD = """
-local skip = tonumber(ARGV[3]) + 1
-for i = 2, #KEYS do
-  redis.call('ZADD', KEYS[i], ARGV[1], ARGV[2])
-  redis.call('ZADD', KEYS[1], 0, string.sub(KEYS[i], skip))
-end
-return #KEYS - 1
-"""
-#: KEYS: the name index, then tag sets; ARGV: member, length of the sets' key prefix.
-_REMOVE = """
-local skip = tonumber(ARGV[2]) + 1
-for i = 2, #KEYS do
-  redis.call('ZREM', KEYS[i], ARGV[1])
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('ZREM', KEYS[1], string.sub(KEYS[i], skip))
+#: Many media's tag changes in one call. KEYS: the name index, then for each medium the
+#: sets it leaves, then those it joins. ARGV: length of the sets' key prefix, then for each
+#: medium: id, score, how many sets it leaves, how many it joins. A set emptied by a removal
+#: leaves the name index (atomically, so a medium tagged meanwhile by another shard's consumer
+#: cannot lose its tag's name).
+_UPDATE = """
+local skip = tonumber(ARGV[1]) + 1
+local k = 2
+for i = 2, #ARGV, 4 do
+  local member, score = ARGV[i], ARGV[i + 1]
+  for _ = 1, tonumber(ARGV[i + 2]) do
+    redis.call('ZREM', KEYS[k], member)
+    if redis.call('EXISTS', KEYS[k]) == 0 then
+      redis.call('ZREM', KEYS[1], string.sub(KEYS[k], skip))
+    end
+    k = k + 1
+  end
+  for _ = 1, tonumber(ARGV[i + 3]) do
+    redis.call('ZADD', KEYS[k], score, member)
+    redis.call('ZADD', KEYS[1], 0, string.sub(KEYS[k], skip))
+    k = k + 1
   end
 end
-return #KEYS - 1
+return k - 2
 """
+#: Media per script call (a call blocks Redis while it runs).
+UPDATE_BATCH = 1000
 
 
 def tag_key(name: str) -> str:
@@ -50,24 +57,22 @@ class TagStore:
         self.redis = client
         self.prefix = prefix  # "" live; a replay builds under its namespace's prefix
         self._names = prefix + NAMES
-        self._add = client.register_script(_ADD)
-        self._remove = client.register_script(_REMOVE)
+        self._update = client.register_script(_UPDATE)
 
     def update(self, changes: Iterable[tuple[int, Iterable[str], Iterable[str]]]) -> None:
-        """For each (medium, tags it leaves, tags it joins), in order: one round trip for
-        them all (a script call per medium and direction, pipelined)."""
-        pipe = self.redis.pipeline(transaction=False)
+        """For each (medium, tags it leaves, tags it joins), in order: one script call per
+        ``UPDATE_BATCH`` media."""
+        todo = [(m, [self._key(t) for t in gone], [self._key(t) for t in new])
+                for m, gone, new in changes]
+        todo = [t for t in todo if t[1] or t[2]]
         skip = len(self._key(""))
-        for media_id, leaves, joins in changes:
-            gone = [self._key(t) for t in leaves]
-            if gone:
-                self._remove(keys=[self._names, *gone], args=[media_id, skip], client=pipe)
-            new = [self._key(t) for t in joins]
-            if new:
-                self._add(keys=[self._names, *new], args=[score(media_id), media_id, skip],
-                          client=pipe)
-        if len(pipe):
-            pipe.execute()
+        for i in range(0, len(todo), UPDATE_BATCH):
+            keys: list[str] = [self._names]
+            args: list[int | str] = [skip]
+            for media_id, gone, new in todo[i:i + UPDATE_BATCH]:
+                keys += gone + new
+                args += [media_id, score(media_id), len(gone), len(new)]
+            self._update(keys=keys, args=args)
 
     def _key(self, name: str) -> str:
         return self.prefix + tag_key(name)

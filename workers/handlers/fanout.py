@@ -130,16 +130,20 @@ def fanout_chunk(ctx: WorkerContext, payload: Any) -> None:
 def followers_changed(ctx: WorkerContext, feeds: FeedStore, events: list[RecordedEvent]
                       ) -> None:
     """A run of FollowerAdded/FollowerRemoved: the followees' recent media read once, then
-    merged into or removed from each follower's feed, in log order."""
+    merged into or removed from each follower's feed, in log order, in one round trip."""
     followees = sorted({e.data.followee for e in events})  # type: ignore[attr-defined]
     pulled = feeds.pulled(followees)  # merged at read time: nothing to merge now
     recent = recent_own(feeds, ctx.router, followees)
+    pipe = ctx.redis.pipeline(transaction=False)
+    writes = feed_store(ctx, pipe)
     for e in events:
         data = e.data
         media_ids = recent.get(data.followee, [])  # type: ignore[attr-defined]
         if not media_ids:
             continue
         if isinstance(data, FollowerAdded) and data.followee not in pulled:
-            feeds.merge(data.follower, media_ids)
+            writes.merge(data.follower, media_ids)
         elif isinstance(data, FollowerRemoved):
-            feeds.remove(media_ids, [data.follower])
+            writes.remove(media_ids, [data.follower])
+    if len(pipe):
+        pipe.execute()
