@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Events per page read by a replay (larger than a worker's batches: throughput over latency).
 PAGE = 5000
+#: Shards built at once.
+PARALLEL = 4
 #: Longest pause while an older open transaction hides the events that follow (seconds).
 MAX_BLOCKED_PAUSE = 0.2
 
@@ -119,7 +122,9 @@ class Replayer:
         self.sessions = {db.dsn: Database(db.dsn, pool_size=4, name="shutterlog-replay",
                                           autocommit=True) for db in ctx.router.databases()}
         #: Reads the next page of the log while the current one is applied.
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="replay-read")
+        self._reader = ThreadPoolExecutor(PARALLEL, thread_name_prefix="replay-read")
+        self._stopping = False
+        self._counting = threading.Lock()
 
     def close(self) -> None:
         self._reader.shutdown()
@@ -244,17 +249,21 @@ class Replayer:
 
     def _build(self, items: list[Item], shards: list[int], until_id: int | None,
                total: int) -> None:
+        """Every shard's log into the builds, ``PARALLEL`` shards at a time (shards are
+        independent, as they are for the worker pool; one thread decodes while others wait
+        on PostgreSQL or Redis)."""
         started = time.monotonic()
         done = [0]
+        lock = threading.Lock()
 
         def tick(n: int) -> None:
-            done[0] += n
-            self.reporter.progress(Progress(done[0], max(total, done[0]),
-                                            time.monotonic() - started))
+            with lock:
+                done[0] += n
+                self.reporter.progress(Progress(done[0], max(total, done[0]),
+                                                time.monotonic() - started))
 
-        for s in shards:
+        def shard(s: int) -> None:
             mine = [i for i in items if self._covers(i, s)]
-            t0 = time.monotonic()
             plain = [i for i in mine if not self._side_effect(i)]
             if plain:
                 self._advance(plain, s, until_id=until_id, wait=False, tick=tick)
@@ -266,9 +275,16 @@ class Replayer:
                     bound = self._live_positions(i.spec.consumer, [s])[s]
                     self._advance([i], s, bound=bound, until_id=until_id, wait=False,
                                   tick=tick)
-            spent = time.monotonic() - t0
-            for i in mine:
-                i.seconds += spent / len(mine)
+
+        with ThreadPoolExecutor(PARALLEL, thread_name_prefix="replay-shard") as pool:
+            try:
+                for future in [pool.submit(shard, s) for s in shards]:
+                    future.result()
+            except BaseException:
+                self._stopping = True  # the other shards stop at their next page
+                raise
+        for i in items:
+            i.seconds += time.monotonic() - started
         tick(0)
 
     def _side_effect(self, item: Item) -> bool:
@@ -291,6 +307,8 @@ class Replayer:
         ahead = self._reader.submit(self.ctx.store.read_page_bulk, shard, start, PAGE, types)
         while True:
             page = ahead.result()
+            if self._stopping:
+                raise RuntimeError("replay interrupted")
             events, nxt, finished = page.events, page.next, not page.more
             if bound is not None:
                 events = [e for e in events if e.position <= bound]
@@ -311,7 +329,8 @@ class Replayer:
                 wanted = [e for e in events if e.position > after and e.type in i.build.types]
                 if wanted:
                     i.build.apply(wanted)
-                    i.events += len(wanted)
+                    with self._counting:
+                        i.events += len(wanted)
             moved = {i.run: max(i.positions.get(shard, ORIGIN), nxt) for i in items}
             counts = {i.run: i.events for i in items}
             self.control.run_interaction("save_run", store.save_run_txn, shard, moved, counts)
