@@ -4,7 +4,8 @@ or (``--verify``) prove the live ones equal to the log's. The engine is ``worker
 Output: a progress bar on a terminal (stderr), plain lines when stderr is not one, JSON lines
 on stdout with ``--json`` (progress, messages, then one summary object). Exit status: 0 done
 (or equal), 1 differences found, 2 bad usage, 3 another replay of a projection is running,
-4 the replay failed (the live projections are untouched; run it again to resume).
+4 the replay failed, 130 interrupted (projections not swapped yet are untouched; run it
+again to resume).
 """
 
 from __future__ import annotations
@@ -141,6 +142,10 @@ def _replay(args: argparse.Namespace) -> int:
     except ReplayBusy as e:
         out.say(f"error: {e}", error="busy")
         return 3
+    except KeyboardInterrupt:
+        out.say("interrupted: projections not swapped yet are untouched (run it again to "
+                "resume)", error="interrupted")
+        return 130
     except Exception as e:
         out.say(f"error: the replay failed; projections not swapped yet are untouched (run "
                 f"it again to resume): {type(e).__name__}: {e}", error="failed")
