@@ -115,12 +115,18 @@ def _short(value: object, width: int = 300) -> str:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    import psycopg2.extensions
+    import psycopg2.extras
+
     from server.domain.replay import ReplayUsageError, resolve
     from workers import handlers
     from workers.consumers import CONSUMERS
     from workers.context import WorkerContext
     from workers.replay import ReplayBusy, Replayer, Request
 
+    # Queries waited on in Python, so Ctrl-C interrupts one (and cancels it on the server),
+    # even while the swap waits for a live consumer's lock.
+    psycopg2.extensions.set_wait_callback(psycopg2.extras.wait_select)
     cfg = config(args)
     out = Output(args.json)
     handlers.load(cfg.workers.modules)
@@ -142,7 +148,8 @@ def _replay(args: argparse.Namespace) -> int:
     except ReplayBusy as e:
         out.say(f"error: {e}", error="busy")
         return 3
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, psycopg2.extensions.QueryCanceledError):
+        # Ctrl-C in a query cancels it (wait_select): the query ends as "canceled".
         out.say("interrupted: projections not swapped yet are untouched (run it again to "
                 "resume)", error="interrupted")
         return 130

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -150,6 +151,8 @@ def test_verify_after_a_random_workload_finds_no_difference(module_env: Env,
     assert all(p["status"] == "verified" for p in s["projections"])
     assert sum(p["events"] for p in s["projections"]) > 3000
     assert not list(module_env.redis.scan_iter("replay:*")), "scratch namespaces left behind"
+    progress = [d for d in map(json.loads, run.stdout.splitlines()) if d["type"] == "progress"]
+    assert progress and progress[-1]["done"] == progress[-1]["total"] > 0
 
 
 def test_verify_reports_each_difference_and_exits_1(module_env: Env, world: dict[str, Any]
@@ -172,6 +175,7 @@ def test_verify_reports_each_difference_and_exits_1(module_env: Env, world: dict
     human = cli(module_env, "feeds", "counters", "--verify")
     assert human.returncode == 1 and f"{feed} {member.decode()}" in human.stdout
     assert "expected:" in human.stdout and "found:    None" in human.stdout
+    assert "events/s" in human.stderr and "\r" not in human.stderr  # plain lines, no bar
     fixed = cli(module_env, "feeds", "counters")
     assert fixed.returncode == 0, fixed.stderr
     assert cli(module_env, "feeds", "counters", "--verify").returncode == 0
@@ -296,6 +300,25 @@ def test_until_stops_before_later_events_and_the_pool_applies_them(
     assert cli(env, "counters", "--verify").returncode == 0
     refused = cli(env, "followers", "--until", str(cut))
     assert refused.returncode == 2 and "no live consumer" in refused.stderr
+
+
+def test_ctrl_c_leaves_live_state_and_says_so(module_env: Env, world: dict[str, Any]) -> None:
+    """SIGINT while the replay waits for the live locks: exit 130, a message saying so, live
+    keys unchanged."""
+    env = module_env
+    before = snapshot(env)
+    held = hold(env, ("tags",))
+    try:
+        replay = Process([sys.executable, "-m", "scripts.cli", "replay", "tags"], env.vars,
+                         "replay")
+        wait_for(lambda: waiting(env), 60, "the replay to wait for the live locks")
+        replay.signal(signal.SIGINT)
+        wait_for(lambda: not replay.alive(), 30, "the replay to stop")
+        assert replay.stop() == 130, replay.output.text()
+    finally:
+        release(held)
+    assert "interrupted: projections not swapped yet are untouched" in replay.output.text()
+    assert snapshot(env) == before
 
 
 def test_followers_side_rebuilt_per_shard(module_env: Env, world: dict[str, Any]) -> None:
