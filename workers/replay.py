@@ -146,6 +146,8 @@ class Replayer:
         with contextlib.ExitStack() as stack:
             lock_conn = stack.enter_context(self.sessions[self.control.dsn].lease())
             cur = stack.enter_context(lock_conn.cursor())
+            # Session locks outlive a transaction: released before the connection goes back.
+            stack.callback(store.unlock_all_txn, Txn(cur))
             for spec in request.specs:
                 if not store.try_lock_projection_txn(Txn(cur), spec.name):
                     raise ReplayBusy(f"another replay of {spec.name} is running")
@@ -408,6 +410,7 @@ class Replayer:
         position = cp.position
         if cp.stopped:
             return position
+        deadline = time.monotonic() + self.lock_timeout
         while True:
             page = self.ctx.store.read_page(shard, position, c.batch_size, c.types)
             if page.events:
@@ -418,7 +421,10 @@ class Replayer:
                                    {shard: position})
             if not page.more:
                 return position
-            if page.scanned == 0:
+            if page.scanned == 0:  # an older open transaction hides what follows, for now
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"shard {shard}: an open transaction kept the log's "
+                                       f"head hidden for {self.lock_timeout:.0f} s")
                 time.sleep(0.01)
 
     # --- swap and verify -------------------------------------------------------------------

@@ -23,8 +23,15 @@ _LIST = ", ".join(["feeds", "activity", "counters", "tags", "realtime", "liked",
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from server.domain.replay import SPECS
+
     p = sub.add_parser(
         "replay", help="rebuild projections from the log (live swap), or --verify them",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="projections:\n" + "\n".join(f"  {s.name:<10} {s.about}" for s in
+                                              SPECS.values())
+        + "\n  all        every one of them\n\nexit status: 0 done (or equal), 1 differences, "
+        "2 bad usage, 3 busy, 4 failed, 130 interrupted",
         description="Rebuild projections from the event log into a fresh namespace while the "
         "system keeps running, catch up to the live head, then swap them in atomically; "
         "with --verify, build into a scratch namespace and compare with the live projection "

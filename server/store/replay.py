@@ -53,6 +53,11 @@ def try_lock_projection_txn(txn: Txn, projection: str) -> bool:
     return bool(row and row[0])
 
 
+def unlock_all_txn(txn: Txn) -> None:
+    """Release every session advisory lock of the connection."""
+    txn.execute("SELECT pg_advisory_unlock_all()")
+
+
 def open_run_txn(txn: Txn, kind: str, projection: str, shards: Sequence[int] | None,
                  until_id: int | None) -> Run | None:
     """The newest unfinished run of the same kind, projection, shards and bound."""

@@ -181,6 +181,19 @@ def test_verify_reports_each_difference_and_exits_1(module_env: Env, world: dict
     assert cli(module_env, "feeds", "counters", "--verify").returncode == 0
 
 
+def test_one_replay_of_a_projection_at_a_time(module_env: Env) -> None:
+    """A replay of a projection another replay holds exits 3 and says so."""
+    conn = psycopg2.connect(module_env.router.databases()[0].dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(7007, hashtext('tags'))")
+        busy = cli(module_env, "tags")
+        assert busy.returncode == 3 and "another replay of tags is running" in busy.stderr
+    finally:
+        conn.close()
+
+
 def test_dry_run_changes_nothing(module_env: Env, world: dict[str, Any]) -> None:
     """--dry-run says what would happen and records no run, keys or tables."""
     before = runs(module_env)
