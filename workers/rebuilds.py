@@ -18,7 +18,7 @@ live consumers' locks around ``swap`` and ``compare``.
 from __future__ import annotations
 
 import dataclasses
-import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
@@ -34,8 +34,6 @@ from server.store.places import LocationStore, geo_database
 from server.store.realtime import RealtimeStore
 from workers.consumers import Consumer
 from workers.context import WorkerContext
-
-log = logging.getLogger(__name__)
 
 #: Fan-out sizes a replay never splits into chunk tasks: the tasks would run in the live
 #: workers, with the live context.
@@ -82,7 +80,10 @@ class Build:
         """Release what the build holds."""
 
 
-def build_for(spec: Spec, run: int, live: WorkerContext, consumer: Consumer | None) -> Build:
+def build_for(spec: Spec, run: int, live: WorkerContext, consumer: Consumer | None,
+              shards: Sequence[int] | None = None) -> Build:
+    """The build of ``spec`` for run ``run`` (``shards``: the logical shards a per-shard
+    projection is limited to)."""
     if spec.kind == "redis":
         assert consumer is not None
         return RedisBuild(spec, run, live, consumer)
@@ -90,7 +91,7 @@ def build_for(spec: Spec, run: int, live: WorkerContext, consumer: Consumer | No
         assert consumer is not None
         return LikedBuild(spec, run, live, consumer)
     if spec.kind == "followers":
-        return FollowersBuild(spec, run, live)
+        return FollowersBuild(spec, run, live, shards)
     assert consumer is not None
     return GeoBuild(spec, run, live, consumer)
 
@@ -102,22 +103,33 @@ def _replay_context(live: WorkerContext, prefix: str = "") -> WorkerContext:
     return WorkerContext(config, live.router, live.store, live.redis, key_prefix=prefix)
 
 
-class RedisBuild(Build):
-    """A Redis projection under ``replay:{run}:``."""
+class _Handled(Build):
+    """A build that runs its consumer's handler with a context of its own (``ctx``)."""
 
-    def __init__(self, spec: Spec, run: int, live: WorkerContext, consumer: Consumer) -> None:
+    def __init__(self, spec: Spec, run: int, live: WorkerContext, consumer: Consumer,
+                 prefix: str = "") -> None:
         super().__init__(spec, run, live)
         self.consumer = consumer
         self.types = consumer.types
+        self.ctx = _replay_context(live, prefix)
+
+    def apply(self, events: list[RecordedEvent]) -> None:
+        self.consumer.handle(self.ctx, events)
+
+
+class RedisBuild(_Handled):
+    """A Redis projection under ``replay:{run}:``."""
+
+    def __init__(self, spec: Spec, run: int, live: WorkerContext, consumer: Consumer) -> None:
+        super().__init__(spec, run, live, consumer, dom.prefix(run))
         self.prefix = dom.prefix(run)
         self.ns = store.RedisNamespaces(live.redis)
-        self.ctx = _replay_context(live, self.prefix)
         if spec.name == "realtime":
             r = live.config.realtime
             self.ctx.realtime = RealtimeStore(live.redis, r.history_size,
                                               r.history_ttl * 1000, prefix=self.prefix + "rt:",
                                               publish=False)
-            self.since_ms = _now_ms() - r.history_ttl * 1000
+            self.since_ms = int(time.time() * 1000) - r.history_ttl * 1000
 
     def exists(self) -> bool:
         return self.ns.exists(dom.marker(self.run))
@@ -131,7 +143,7 @@ class RedisBuild(Build):
             events = [e for e in events if e.created_ms >= self.since_ms]
             if not events:
                 return
-        self.consumer.handle(self.ctx, events)
+        super().apply(events)
 
     def finish(self) -> None:
         if self.spec.complete:
@@ -164,12 +176,6 @@ class RedisBuild(Build):
             expected = {k: v for k, v in expected.items() if not k.endswith(":meta")}
             found = {k: v for k, v in found.items() if not k.endswith(":meta")}
         return dom.compare(expected, found, tail=self.spec.name == "realtime")[:limit]
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
 
 
 class _ShadowTables(Build):
@@ -209,20 +215,14 @@ class _ShadowTables(Build):
         return dom.compare_rows(self.table, expected, found)
 
 
-class LikedBuild(_ShadowTables):
+class LikedBuild(_Handled, _ShadowTables):
     """The liker-side ``liked`` tables, by the ``liked`` handler into shadow tables."""
 
     table = "liked"
 
     def __init__(self, spec: Spec, run: int, live: WorkerContext, consumer: Consumer) -> None:
-        super().__init__(spec, run, live)
-        self.consumer = consumer
-        self.types = consumer.types
-        self.ctx = _replay_context(live)
+        super().__init__(spec, run, live, consumer)
         self.ctx.tables = {"liked": store.shadow_name("liked", run)}
-
-    def apply(self, events: list[RecordedEvent]) -> None:
-        self.consumer.handle(self.ctx, events)
 
     def swap(self, positions: dict[int, Position]) -> str:
         for db, shards in self._each():
@@ -321,18 +321,15 @@ class FollowersBuild(_ShadowTables):
 
 
 
-class GeoBuild(Build):
+class GeoBuild(_Handled):
     """The geo index in a new namespace, and the locations table in a shadow table."""
 
     table = "locations"
 
     def __init__(self, spec: Spec, run: int, live: WorkerContext, consumer: Consumer) -> None:
-        super().__init__(spec, run, live)
-        self.consumer = consumer
-        self.types = consumer.types
+        super().__init__(spec, run, live, consumer)
         self.name = f"replay{run}"
         self.db = geo_database(live.config, live.router)
-        self.ctx = _replay_context(live)
         self.ctx.locations = LocationStore(self.db, store.shadow_name(self.table, run))
 
     def exists(self) -> bool:
@@ -346,7 +343,7 @@ class GeoBuild(Build):
     def apply(self, events: list[RecordedEvent]) -> None:
         if "geo" not in self.ctx.__dict__:
             self.ctx.geo = self.live.geo.open(self.name)
-        self.consumer.handle(self.ctx, events)
+        super().apply(events)
 
     def swap(self, positions: dict[int, Position]) -> str:
         def txn_fn(txn: Txn) -> None:

@@ -42,7 +42,7 @@ from server.domain.log import ORIGIN, Position
 from server.domain.replay import Difference, Progress, ReplayUsageError, Spec
 from server.store import consumers as cstore
 from server.store import replay as store
-from workers.consumers import Consumers
+from workers.consumers import Consumer, Consumers
 from workers.context import WorkerContext
 from workers.jobs import advance_job, submit
 from workers.rebuilds import Build, FollowersBuild, build_for
@@ -212,7 +212,7 @@ class Replayer:
         if request.dry_run:
             return Item(spec, 0, self._build_of(spec, 0, consumer, shards), False, {})
         for old in self.control.run_interaction("old_runs", store.other_open_runs_txn,
-                                                spec.name, None):
+                                                kind, spec.name):
             leftover = self._build_of(spec, old.id, consumer, shards)
             with contextlib.suppress(Exception):  # a namespace already gone is fine
                 leftover.drop()
@@ -224,11 +224,9 @@ class Replayer:
         build.create()
         return Item(spec, run.id, build, False, {})
 
-    def _build_of(self, spec: Spec, run: int, consumer: object, shards: Sequence[int] | None
-                  ) -> Build:
-        if spec.kind == "followers":
-            return FollowersBuild(spec, run, self.ctx, shards)
-        return build_for(spec, run, self.ctx, consumer)  # type: ignore[arg-type]
+    def _build_of(self, spec: Spec, run: int, consumer: Consumer | None,
+                  shards: Sequence[int] | None) -> Build:
+        return build_for(spec, run, self.ctx, consumer, shards)
 
     def _total(self, items: list[Item], shards: list[int]) -> int:
         total = 0

@@ -69,10 +69,11 @@ def open_run_txn(txn: Txn, kind: str, projection: str, shards: Sequence[int] | N
     return _run(row) if row else None
 
 
-def other_open_runs_txn(txn: Txn, projection: str, keep: int | None) -> list[Run]:
-    """Unfinished runs of ``projection`` other than ``keep`` (left by crashes)."""
+def other_open_runs_txn(txn: Txn, kind: str, projection: str) -> list[Run]:
+    """Unfinished runs of that kind of ``projection`` (left by crashes): a run starting over
+    drops them. Replays and verifications leave each other's alone."""
     rows = txn.fetchall(f"SELECT {_RUN} FROM replay_runs WHERE status = 'building' AND "
-                        "projection = %s AND id IS DISTINCT FROM %s", (projection, keep))
+                        "kind = %s AND projection = %s", (kind, projection))
     return [_run(r) for r in rows]
 
 

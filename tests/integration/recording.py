@@ -8,10 +8,11 @@ once. Knobs in Redis make them slow, hold a batch in the middle, or fail on chos
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import redis
@@ -137,6 +138,17 @@ def relay(env_vars: dict[str, str], **extra: str) -> Process:
 def workers(env_vars: dict[str, str], concurrency: int = 8, **extra: str) -> Process:
     return Process(cli("workers", "--concurrency", str(concurrency)), env_vars | FAST | extra,
                    "workers")
+
+
+@contextlib.contextmanager
+def running_pool(env_vars: dict[str, str], concurrency: int = 4) -> Iterator[list[Process]]:
+    """A relay and a worker process for the block; both must stop cleanly after it."""
+    procs = [relay(env_vars), workers(env_vars, concurrency=concurrency)]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            assert p.stop() == 0, p.output.text()
 
 
 def metrics_port() -> str:

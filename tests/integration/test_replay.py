@@ -30,7 +30,7 @@ from server.store.replay import RedisNamespaces
 from tests.helpers import REPO, Process, scrubbed_env, wait_for
 from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
-from tests.integration.recording import relay, workers
+from tests.integration.recording import running_pool
 from tests.integration.replay_probe import CALLS
 
 #: Consumers the pool must have caught up with before live state is compared.
@@ -77,12 +77,8 @@ def settled(env: Env) -> None:
 
 @pytest.fixture(scope="module")
 def pool(module_env: Env) -> Iterator[list[Process]]:
-    procs = [relay(module_env.vars), workers(module_env.vars, concurrency=6)]
-    try:
+    with running_pool(module_env.vars, 6) as procs:
         yield procs
-    finally:
-        for p in procs:
-            assert p.stop() == 0, p.output.text()
 
 
 @pytest.fixture(scope="module")
