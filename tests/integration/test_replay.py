@@ -18,6 +18,7 @@ from typing import Any
 import psycopg2
 import pytest
 
+from plugins.geo import open_index
 from scripts import seed
 from server.db import Txn
 from server.domain.checkpoints import lock_key
@@ -251,29 +252,51 @@ def test_writes_during_a_replay_are_in_the_swapped_projection(
 
 def test_killed_replay_leaves_live_state_and_resumes(module_env: Env, world: dict[str, Any]
                                                      ) -> None:
-    """kill -9 of a replay waiting to swap: live keys unchanged, its namespace left; the
-    next run says it resumes and finishes; --fresh starts over."""
+    """kill -9 of a replay waiting to swap: live keys, liked rows and geo points unchanged,
+    its namespaces (Redis prefix, shadow tables, geo namespace) left; the next run says it
+    resumes and finishes; --fresh starts over."""
     env = module_env
-    before = snapshot(env)
-    held = hold(env, ("counters",))
+    before = live_state(env)
+    held = hold(env, ("liked",))  # the first of them to swap: all wait
+    names = ("liked", "counters", "tags", "geo")
     try:
-        replay = Process([sys.executable, "-m", "scripts.cli", "replay", "counters", "tags",
-                          "--json"], env.vars, "replay")
+        replay = Process([sys.executable, "-m", "scripts.cli", "replay", *names, "--json"],
+                         env.vars, "replay")
         wait_for(lambda: waiting(env), 60, "the replay to wait for the live locks")
         replay.kill()
     finally:
         release(held)
-    assert snapshot(env) == before
+    assert live_state(env) == before
     assert list(env.redis.scan_iter("replay:*")), "the namespace should be left to resume"
-    again = cli(env, "counters", "tags", "--json")
+    again = cli(env, *names, "--json")
     assert again.returncode == 0, again.stdout + again.stderr
     said = messages(again)
-    assert any("counters: run" in m and "resumes where it stopped" in m for m in said), said
-    assert any("tags: run" in m and "resumes where it stopped" in m for m in said), said
-    assert snapshot(env) == before
+    for name in names:
+        assert any(f"{name}: run" in m and "resumes where it stopped" in m for m in said), said
+    assert live_state(env) == before
     assert not list(env.redis.scan_iter("replay:*"))
+    geo = open_index(env.config, env.router)
+    try:
+        assert geo.namespaces() == [geo.live()]  # the rebuilt one, the old one dropped
+    finally:
+        geo.close()
     fresh = cli(env, "tags", "--fresh", "--json")
     assert any("starts from the origin" in m for m in messages(fresh)), fresh.stdout
+
+
+def live_state(env: Env) -> tuple[Any, ...]:
+    """The Redis projections, every liked row and every geo point."""
+    geo = open_index(env.config, env.router)
+    try:
+        points = geo.count()
+    finally:
+        geo.close()
+    liked = []
+    for db in env.router.databases():
+        for shard in env.router.shards_of(db):
+            liked += db.run_interaction("liked", Txn.fetchall, "SELECT user_id, media_id, "
+                                        f"like_id FROM {schema_name(shard)}.liked")
+    return snapshot(env), sorted(liked), points
 
 
 def test_bulk_reads_return_what_read_page_returns(module_env: Env, world: dict[str, Any]
@@ -369,6 +392,11 @@ def test_flushing_redis_then_replay_all_restores_everything(module_env: Env, ser
     assert after == before, {k for k in set(before) | set(after)
                              if before.get(k) != after.get(k)}
     assert env.redis.zscore(next(k for k in after if k.startswith("feed:")), "-") == 0
+    # Real-time histories rebuilt too, each marked so that older cursors get a reset.
+    history = next(k.decode() for k in env.redis.scan_iter("rt:user:*")
+                   if not k.endswith(b":meta"))
+    first = env.redis.xrange(history, count=1)[0][0]
+    assert env.redis.hget(f"{history}:meta", "low") == first
     # Feeds read at once, complete (no rebuild, no partial page); tokens were flushed too.
     api = Api(env, service)
     me = world["actors"][2][0]
