@@ -1,6 +1,7 @@
 """Home feeds and users' recent media in Redis (a projection: rebuildable from PostgreSQL).
 
-Keys (README, "Redis keys"):
+Keys (README, "Redis keys"), under the store's ``prefix`` ("" live; the replay CLI builds
+under ``replay:{run}:`` and renames the keys over the live ones):
 
 - ``feed:{user}``: sorted set of media ids (decimal strings) scored by ``millis_of(id)``;
   at most ``feeds.size`` entries. Written by the ``fanout`` consumer (pushes, follow merges,
