@@ -42,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard", type=int, action="append", dest="shards", metavar="S",
                    help="only this logical shard (repeatable; projections kept per shard)")
     p.add_argument("--until", type=int, metavar="EVENT_ID",
-                   help="stop each shard before its first event with a higher id (the live "
-                   "consumer applies the rest after the swap)")
+                   help="stop each shard before its first event with a higher id (ids are "
+                   "time-sortable; a txid.id position would name one shard's log only); the "
+                   "live consumer applies the rest after the swap")
     p.add_argument("--dry-run", action="store_true",
                    help="say what would be done (resume or start over, events) and stop")
     p.add_argument("--verify", action="store_true",

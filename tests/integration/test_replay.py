@@ -206,14 +206,17 @@ def test_dry_run_changes_nothing(module_env: Env, world: dict[str, Any]) -> None
 def test_replay_never_runs_a_side_effect_consumer(module_env: Env, world: dict[str, Any]
                                                   ) -> None:
     """replay all with a side-effect consumer registered (workers.modules): it is never
-    called, and no real-time message is published while the histories are rebuilt."""
+    called, no event is appended, and no real-time message is published while the
+    histories are rebuilt."""
     pubsub = module_env.redis.pubsub()
     pubsub.psubscribe("rt:*")
     pubsub.get_message(timeout=5)
+    events = log_size(module_env)
     run = cli(module_env, "all", "--json",
               SHUTTERLOG_WORKERS_MODULES="tests.integration.replay_probe")
     assert run.returncode == 0, run.stdout + run.stderr
     assert module_env.redis.get(CALLS) is None
+    assert log_size(module_env) == events  # nothing appended: no mirror, no rendition
     assert pubsub.get_message(timeout=0.5) is None
     pubsub.close()
 
