@@ -48,6 +48,7 @@ bench: deps
 	$(BIN)/python -m scripts.bench.push
 	$(BIN)/python -m scripts.bench.fanout
 	$(BIN)/python -m scripts.bench.realtime --idle 10000
+	$(BIN)/python -m scripts.bench.replay --events 250000
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

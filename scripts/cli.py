@@ -14,7 +14,7 @@ import sys
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = [
     "run", "stack", "config", "migrate", "relay", "workers", "status", "deadletters", "events",
-    "apps", "secrets", "blobs",
+    "replay", "apps", "secrets", "blobs",
 ]
 
 #: Subcommands that run under gevent: patched before any other import.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import httpx
@@ -27,6 +27,16 @@ class WorkerContext(SharingContext):
     router: ShardRouter
     store: PostgresEventStore
     redis: redis.Redis
+    #: Prefix of the Redis projections' keys the handlers write: "" is live; the replay CLI
+    #: builds under ``replay:{run}:`` (``workers/replay.py``).
+    key_prefix: str = ""
+    #: PostgreSQL projection tables the handlers write, by name, when not the live ones
+    #: (the replay CLI builds ``liked`` into shadow tables).
+    tables: dict[str, str] = field(default_factory=dict)
+
+    def table(self, name: str) -> str:
+        """The table handlers write for projection table ``name``."""
+        return self.tables.get(name, name)
 
     @classmethod
     def create(cls, config: Config, name: str = "shutterlog-workers") -> WorkerContext:
@@ -55,9 +65,10 @@ class WorkerContext(SharingContext):
 
     @cached_property
     def realtime(self) -> RealtimeStore:
-        """The real-time sources' histories and pub/sub (Redis)."""
+        """The real-time sources' histories and pub/sub (Redis), under ``key_prefix``."""
         r = self.config.realtime
-        return RealtimeStore(self.redis, r.history_size, r.history_ttl * 1000)
+        return RealtimeStore(self.redis, r.history_size, r.history_ttl * 1000,
+                             prefix=self.key_prefix + "rt:")
 
     @cached_property
     def outbound(self) -> httpx.Client:

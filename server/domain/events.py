@@ -165,11 +165,17 @@ class EventRegistry:
         declared fields is checked field by field and built directly (msgpack gives arrays as
         tuples already); anything else goes through ``from_payload``, which says what is wrong.
         """
-        entry = self.get(name)  # an unknown type fails before the payload is looked at
+        self.get(name)  # an unknown type fails before the payload is looked at
         try:
             data = msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=False)
         except Exception as e:  # msgpack raises several unrelated types for bad input
             raise EventSchemaError(f"{name} v{version}: payload is not msgpack: {e}") from None
+        return self.decode_map(name, version, data)
+
+    def decode_map(self, name: str, version: int, data: Any) -> Event:
+        """``decode`` of a payload already unpacked (a reader unpacking a page of payloads
+        in one go)."""
+        entry = self.get(name)
         if not isinstance(data, dict):
             raise EventSchemaError(f"{name} v{version}: payload is not a map")
         if version == entry.version and data.keys() == entry.names:

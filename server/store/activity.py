@@ -40,14 +40,17 @@ return 1
 """
 
 
-def keys(user: int) -> list[str]:
-    return [f"activity:{user}", f"activity:{user}:items"]
+def keys(user: int, prefix: str = "") -> list[str]:
+    return [f"{prefix}activity:{user}", f"{prefix}activity:{user}:items"]
 
 
 class ActivityStore:
-    def __init__(self, client: redis.Redis, size: int) -> None:
+    """Activity feeds under ``prefix`` ("" live; a replay builds under its namespace's)."""
+
+    def __init__(self, client: redis.Redis, size: int, prefix: str = "") -> None:
         self.redis = client
         self.size = size
+        self.prefix = prefix
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
 
@@ -56,17 +59,17 @@ class ActivityStore:
         for item in items:
             args += [item.created_ms, item.key, json.dumps(asdict(item), separators=(",", ":"))]
         if items:
-            self._add(keys=keys(user), args=args)
+            self._add(keys=keys(user, self.prefix), args=args)
 
     def remove(self, user: int, item_keys: list[str]) -> None:
         if item_keys:
-            self._remove(keys=keys(user), args=item_keys)
+            self._remove(keys=keys(user, self.prefix), args=item_keys)
 
     def page(self, user: int, before_ms: int | None, after_key: str | None, limit: int
              ) -> list[Item]:
         """Items newest first, starting after the item ``after_key`` of time ``before_ms``
         (the previous page's last), at most ``limit``."""
-        zkey, hkey = keys(user)
+        zkey, hkey = keys(user, self.prefix)
         hi = str(before_ms) if before_ms is not None else "+inf"
         members = self.redis.zrevrangebyscore(zkey, hi, "-inf", start=0, num=limit + 64,
                                               withscores=True)

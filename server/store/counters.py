@@ -53,8 +53,9 @@ class CounterCache:
     """Read-through like and comment counts with single-flight refills."""
 
     def __init__(self, client: redis.Redis, load: Loader, lease_ms: int = 2000,
-                 wait_s: float = 1.0, poll_s: float = 0.005) -> None:
+                 wait_s: float = 1.0, poll_s: float = 0.005, prefix: str = "") -> None:
         self.redis = client
+        self.prefix = prefix  # "" live; a replay builds under its namespace's prefix
         self.load = load
         self.lease_ms = lease_ms
         self.wait_s = wait_s
@@ -69,11 +70,14 @@ class CounterCache:
         return found
 
     def set(self, values: dict[int, tuple[int, int]]) -> None:
-        """Write exact values (the consumer, from the truth)."""
-        pipe = self.redis.pipeline(transaction=False)
+        """Write exact values (the consumer, from the truth): one HSET per hash."""
+        fields: dict[str, list[str | int]] = {}
         for media_id, (likes, comments) in values.items():
             key, f = slot(media_id)
-            pipe.execute_command("HSET", key, f"{f}:l", likes, f"{f}:c", comments)
+            fields.setdefault(key, []).extend((f"{f}:l", likes, f"{f}:c", comments))
+        pipe = self.redis.pipeline(transaction=False)
+        for key, pairs in fields.items():
+            pipe.execute_command("HSET", self.prefix + key, *pairs)
         pipe.execute()
 
     def _read(self, ids: list[int]) -> tuple[dict[int, tuple[int, int]], list[int]]:
@@ -82,7 +86,7 @@ class CounterCache:
         pipe = self.redis.pipeline(transaction=False)
         for i in ids:
             key, f = slot(i)
-            pipe.execute_command("HMGET", key, f"{f}:l", f"{f}:c")
+            pipe.execute_command("HMGET", self.prefix + key, f"{f}:l", f"{f}:c")
         found: dict[int, tuple[int, int]] = {}
         missing: list[int] = []
         for i, (likes, comments) in zip(ids, pipe.execute(), strict=True):
@@ -122,8 +126,8 @@ class CounterCache:
             pipe = self.redis.pipeline(transaction=False)
             for media_id, (likes, comments) in values.items():
                 key, f = slot(media_id)
-                pipe.execute_command("HSETNX", key, f"{f}:l", likes)
-                pipe.execute_command("HSETNX", key, f"{f}:c", comments)
+                pipe.execute_command("HSETNX", self.prefix + key, f"{f}:l", likes)
+                pipe.execute_command("HSETNX", self.prefix + key, f"{f}:c", comments)
             pipe.execute()
         finally:
             self.redis.delete(*[f"lease:counts:{i}" for i in ids])

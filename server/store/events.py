@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from typing import Any
 
+import msgpack
 import psycopg2.errors
 
 from zope.interface import implementer
@@ -275,6 +276,51 @@ class PostgresEventStore:
             waiting = txn.cursor.fetchone()
             more = bool(waiting and waiting[0])
         return Page(events, nxt, more, len(rows))
+
+    def read_page_bulk(
+        self, shard: int, after: Position, limit: int = 5000,
+        types: Collection[str] | None = None,
+    ) -> Page:
+        """``read_page`` for bulk readers (the replay CLI): the same events, ``next`` and
+        ``more`` under the same ordering rule, fetched as one row of arrays and one
+        concatenated payload (about three times cheaper per event). An undecodable event
+        raises ``UnreadableEvent``."""
+        return self.router.database(shard).run_interaction(
+            "read_page_bulk", self._read_page_bulk_txn, shard, after, limit, types)
+
+    def _read_page_bulk_txn(self, txn: Txn, shard: int, after: Position, limit: int,
+                            types: Collection[str] | None) -> Page:
+        txn.execute_prepared(
+            "shutterlog_read_page_bulk", log_sql.READ_PAGE_BULK,
+            (types is None, list(types or ()), shard, str(after.txid), after.id, limit))
+        row = txn.cursor.fetchone()
+        assert row is not None
+        scanned, last_txid, last_id, ids, streams, versions, kinds, svs, actors, metas, \
+            created, txids, blob = row
+        events: list[RecordedEvent] = []
+        if ids:
+            unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, use_list=False,
+                                        max_buffer_size=max(len(blob), 1024 * 1024))
+            unpacker.feed(blob)
+            decode = self.registry.decode_map
+            for i, data in enumerate(unpacker):
+                kind, sv, id_ = kinds[i], svs[i], ids[i]
+                try:
+                    event = decode(kind, sv, data)
+                except EventSchemaError as e:
+                    raise UnreadableEvent(id_, Position(int(txids[i]), id_), e) from e
+                meta = metas[i]
+                events.append(RecordedEvent(
+                    id_, shard, streams[i], versions[i], kind, actors[i], event,
+                    {} if meta == "{}" else json.loads(meta), created[i], int(txids[i])))
+        nxt = Position(int(last_txid), last_id) if scanned else after
+        more = scanned == limit
+        if not more:
+            txn.execute_prepared(
+                "shutterlog_waiting", log_sql.WAITING, (shard, str(nxt.txid), nxt.id))
+            waiting = txn.cursor.fetchone()
+            more = bool(waiting and waiting[0])
+        return Page(events, nxt, more, scanned)
 
     def get(self, event_id: int) -> RecordedEvent | None:
         shard = self._shard_or_none(event_id)

@@ -1,6 +1,7 @@
 """Home feeds and users' recent media in Redis (a projection: rebuildable from PostgreSQL).
 
-Keys (README, "Redis keys"):
+Keys (README, "Redis keys"), under the store's ``prefix`` ("" live; the replay CLI builds
+under ``replay:{run}:`` and renames the keys over the live ones):
 
 - ``feed:{user}``: sorted set of media ids (decimal strings) scored by ``millis_of(id)``;
   at most ``feeds.size`` entries. Written by the ``fanout`` consumer (pushes, follow merges,
@@ -57,6 +58,12 @@ local m = redis.call('ZSCORE', key, '-') and 1 or 0
 if n - m > cap then redis.call('ZREMRANGEBYRANK', key, m, n - cap - 1) end
 return n
 """
+#: Remove members (ARGV) from many sorted sets (KEYS): like push, one call for many feeds,
+#: and a script, so that it queues in a pipeline with the others.
+_REMOVE = """
+for _, key in ipairs(KEYS) do redis.call('ZREM', key, unpack(ARGV)) end
+return #KEYS
+"""
 #: Keys per push call: one script call carries many feeds (one command to pack and send,
 #: instead of two per feed). Redis Cluster would need them grouped by hash slot first.
 PUSH_BATCH = 1000
@@ -75,42 +82,51 @@ def umedia_key(user: int) -> str:
 class FeedStore:
     """Feeds and recent media of users in one Redis."""
 
-    def __init__(self, client: redis.Redis, size: int, user_media_size: int) -> None:
+    def __init__(self, client: redis.Redis, size: int, user_media_size: int,
+                 prefix: str = "") -> None:
         self.redis = client
         self.size = size
         self.user_media_size = user_media_size
+        self.prefix = prefix  # "" live; a replay builds under its namespace's prefix
+        self._pulled = prefix + PULLED
         self._push = client.register_script(_PUSH)
         self._merge = client.register_script(_MERGE)
+        self._remove = client.register_script(_REMOVE)
+
+    def _feed(self, user: int) -> str:
+        return self.prefix + feed_key(user)
+
+    def _umedia(self, user: int) -> str:
+        return self.prefix + umedia_key(user)
 
     # --- writes (the fanout consumer) ---------------------------------------------------------
 
     def push(self, media_id: int, users: Sequence[int]) -> None:
         args = (self.size, score(media_id), media_id)
         for i in range(0, len(users), PUSH_BATCH):
-            self._push(keys=[feed_key(u) for u in users[i:i + PUSH_BATCH]], args=args)
+            self._push(keys=[self._feed(u) for u in users[i:i + PUSH_BATCH]], args=args)
 
     def merge(self, user: int, media_ids: Iterable[int], complete: bool = False) -> None:
-        self._add(feed_key(user), media_ids, self.size, complete)
+        self._add(self._feed(user), media_ids, self.size, complete)
 
     def remove(self, media_ids: Sequence[int], users: Sequence[int]) -> None:
         if not media_ids:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for u in users:
-            pipe.execute_command("ZREM", feed_key(u), *media_ids)
-        pipe.execute()
+        for i in range(0, len(users), PUSH_BATCH):
+            self._remove(keys=[self._feed(u) for u in users[i:i + PUSH_BATCH]],
+                         args=list(media_ids))
 
     def add_own(self, owner: int, media_id: int) -> None:
-        self._add(umedia_key(owner), [media_id], self.user_media_size, False)
+        self._add(self._umedia(owner), [media_id], self.user_media_size, False)
 
     def remove_own(self, owner: int, media_id: int) -> None:
-        self.redis.execute_command("ZREM", umedia_key(owner), media_id)
+        self.redis.execute_command("ZREM", self._umedia(owner), media_id)
 
     def set_own(self, owner: int, media_ids: Iterable[int]) -> None:
-        self._add(umedia_key(owner), media_ids, self.user_media_size, True)
+        self._add(self._umedia(owner), media_ids, self.user_media_size, True)
 
     def mark_pulled(self, owner: int) -> None:
-        self.redis.execute_command("SADD", PULLED, owner)
+        self.redis.execute_command("SADD", self._pulled, owner)
 
     def _add(self, key: str, media_ids: Iterable[int], cap: int, complete: bool) -> None:
         args: list[int | str] = [cap, "1" if complete else "0"]
@@ -123,19 +139,19 @@ class FeedStore:
 
     def page(self, user: int, max_id: int | None, min_id: int | None, limit: int
              ) -> tuple[list[int], bool]:
-        return self._page(feed_key(user), max_id, min_id, limit)
+        return self._page(self._feed(user), max_id, min_id, limit)
 
     def own(self, owner: int, max_id: int | None, min_id: int | None, limit: int
             ) -> tuple[list[int], bool]:
-        return self._page(umedia_key(owner), max_id, min_id, limit)
+        return self._page(self._umedia(owner), max_id, min_id, limit)
 
     def owns(self, owners: Sequence[int], max_id: int | None, min_id: int | None, limit: int
              ) -> dict[int, tuple[list[int], bool]]:
         hi, lo = score_range(max_id, min_id)
         pipe = self.redis.pipeline(transaction=False)
         for o in owners:
-            pipe.execute_command("ZSCORE", umedia_key(o), COMPLETE)
-            pipe.execute_command("ZREVRANGEBYSCORE", umedia_key(o), hi, lo, "LIMIT", 0,
+            pipe.execute_command("ZSCORE", self._umedia(o), COMPLETE)
+            pipe.execute_command("ZREVRANGEBYSCORE", self._umedia(o), hi, lo, "LIMIT", 0,
                                  limit + 8)
         out = pipe.execute()
         return {o: (_ids(out[2 * i + 1], max_id, min_id), out[2 * i] is not None)
@@ -144,7 +160,7 @@ class FeedStore:
     def pulled(self, owners: Sequence[int]) -> set[int]:
         if not owners:
             return set()
-        flags = self.redis.execute_command("SMISMEMBER", PULLED, *owners)
+        flags = self.redis.execute_command("SMISMEMBER", self._pulled, *owners)
         return {o for o, f in zip(owners, flags, strict=True) if f}
 
     def _page(self, key: str, max_id: int | None, min_id: int | None, limit: int

@@ -17,6 +17,7 @@ checkpoint) changes nothing, and a count moves only when its edge did.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 from server.db import Txn
 from server.domain.graph import (
@@ -168,6 +169,30 @@ def followers_count_txn(txn: Txn, user: int) -> int:
         f"SELECT followed_by_count FROM {schema_name(shard_of(user))}.users WHERE id = %s",
         (user,))
     return int(row[0]) if row else 0
+
+
+def fanout_facts_txn(txn: Txn, owners: Sequence[int], most: int
+                     ) -> dict[int, tuple[int, list[int]]]:
+    """For each owner (all on ``txn``'s database): its active followers' count and, when
+    there are at most ``most``, the followers themselves (ascending); one query per shard
+    for a whole batch of posts."""
+    by_shard: dict[int, list[int]] = defaultdict(list)
+    for o in owners:
+        by_shard[shard_of(o)].append(o)
+    out: dict[int, tuple[int, list[int]]] = {}
+    for shard, mine in by_shard.items():
+        schema = schema_name(shard)
+        counts = dict(txn.fetchall(
+            f"SELECT id, followed_by_count FROM {schema}.users WHERE id = ANY(%s)", (mine,)))
+        few = [o for o in mine if counts.get(o, 0) <= most]
+        listed: dict[int, list[int]] = defaultdict(list)
+        for followee, follower in txn.fetchall(
+                f"SELECT followee, follower FROM {schema}.followers WHERE followee = ANY(%s) "
+                "AND state = 'active' ORDER BY followee, follower", (few,)) if few else ():
+            listed[int(followee)].append(int(follower))
+        for o in mine:
+            out[o] = (int(counts.get(o, 0)), listed.get(o, []))
+    return out
 
 
 def followers_range(txn: Txn, followee: int, first: int, end: int | None) -> list[int]:

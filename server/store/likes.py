@@ -89,21 +89,37 @@ def likers_page(txn: Txn, media_id: int, before: int | None, limit: int
     return [(int(a), int(b)) for a, b in rows]
 
 
-def apply_liked(txn: Txn, events: list[RecordedEvent]) -> None:
+def apply_liked(txn: Txn, events: list[RecordedEvent], table: str = "liked") -> None:
     """The liker-side rows of like events, in log order (``txn`` on the likers' database):
-    absolute writes keyed by (liker, medium), so applying them again changes nothing."""
+    absolute writes keyed by (liker, medium), so applying them again changes nothing.
+    ``table``: the table in each liker's shard schema (a replay's shadow table).
+
+    Only each pair's last event in the batch matters (a like sets the row, an unlike removes
+    an older one), so a batch is two statements per schema, rows in key order."""
+    last: dict[tuple[int, int], RecordedEvent] = {}
     for e in events:
-        media_id, user_id = e.data.media_id, e.data.user_id  # type: ignore[attr-defined]
-        schema = schema_name(shard_of(user_id))
-        if e.type == "MediaLiked":
+        key = (e.data.user_id, e.data.media_id)  # type: ignore[attr-defined]
+        last.pop(key, None)
+        last[key] = e
+    by_schema: dict[str, tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]] = {}
+    for (user_id, media_id), e in sorted(last.items()):
+        likes, unlikes = by_schema.setdefault(schema_name(shard_of(user_id)), ([], []))
+        (likes if e.type == "MediaLiked" else unlikes).append((user_id, media_id, e.id))
+    for schema, (likes, unlikes) in by_schema.items():
+        if likes:
             txn.execute(
-                f"INSERT INTO {schema}.liked (user_id, media_id, like_id) VALUES (%s, %s, %s) "
-                "ON CONFLICT (user_id, media_id) DO UPDATE SET like_id = excluded.like_id",
-                (user_id, media_id, e.id))
-        else:
+                f"INSERT INTO {schema}.{table} (user_id, media_id, like_id) SELECT * FROM "
+                "unnest(%s::bigint[], %s::bigint[], %s::bigint[]) ON CONFLICT (user_id, "
+                "media_id) DO UPDATE SET like_id = excluded.like_id", _columns(likes))
+        if unlikes:
             txn.execute(
-                f"DELETE FROM {schema}.liked WHERE user_id = %s AND media_id = %s "
-                "AND like_id < %s", (user_id, media_id, e.id))
+                f"DELETE FROM {schema}.{table} t USING unnest(%s::bigint[], %s::bigint[], "
+                "%s::bigint[]) AS u(user_id, media_id, before) WHERE t.user_id = u.user_id "
+                "AND t.media_id = u.media_id AND t.like_id < u.before", _columns(unlikes))
+
+
+def _columns(rows: list[tuple[int, int, int]]) -> tuple[list[int], list[int], list[int]]:
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
 def liked_page(txn: Txn, user_id: int, before: int | None, limit: int

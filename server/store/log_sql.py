@@ -111,6 +111,30 @@ READ_PAGE = f"""
     LIMIT $6::int
 """
 
+#: READ_PAGE for bulk readers (the replay): the same rows in the same order under the same
+#: rule, as one row of arrays (wanted events only) with every wanted payload concatenated
+#: into one bytea, unpacked in one go; far cheaper per event than a row each. $1 all types,
+#: $2 the wanted types, $3 shard, $4/$5 the position after which to read, $6 the limit.
+READ_PAGE_BULK = """
+    WITH page AS MATERIALIZED (
+        SELECT id, stream, version, type, schema_version, actor, payload, metadata,
+               (extract(epoch FROM created_at) * 1000)::bigint AS created_ms, txid,
+               $1::bool OR type = ANY($2::text[]) AS wanted
+        FROM events
+        WHERE shard = $3::int AND (txid, id) > ($4::text::xid8, $5::bigint)
+          AND txid < pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY events.txid, events.id
+        LIMIT $6::int
+    ), last AS (SELECT txid::text AS txid_text, id FROM page ORDER BY txid DESC, id DESC LIMIT 1)
+    SELECT (SELECT count(*) FROM page), (SELECT txid_text FROM last), (SELECT id FROM last),
+           array_agg(id ORDER BY txid, id), array_agg(stream ORDER BY txid, id),
+           array_agg(version ORDER BY txid, id), array_agg(type ORDER BY txid, id),
+           array_agg(schema_version ORDER BY txid, id), array_agg(actor ORDER BY txid, id),
+           array_agg(metadata::text ORDER BY txid, id), array_agg(created_ms ORDER BY txid, id),
+           array_agg(txid::text ORDER BY txid, id), string_agg(payload, ''::bytea ORDER BY txid, id)
+    FROM page WHERE wanted
+"""
+
 #: Whether any event (safe to read or not yet) follows a position: $1 shard, $2 txid, $3 id.
 WAITING = """
     SELECT EXISTS (

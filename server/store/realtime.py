@@ -27,7 +27,8 @@ from server.domain.realtime import Cursor, Message, must_reset, parse_cursor
 
 #: Publish one message to one source unless its shard already published this position or a
 #: later one, or (a feed) its live marker is missing. KEYS: stream, meta, marker or "".
-#: ARGV: shard, padded position, body, cap, ttl ms.
+#: ARGV: shard, padded position, body, cap, ttl ms, "1" to PUBLISH too (a replay rebuilding
+#: histories appends without publishing: clients got those messages when they happened).
 _PUBLISH = """
 if KEYS[3] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
 local last = redis.call('HGET', KEYS[2], ARGV[1])
@@ -43,7 +44,7 @@ if n > cap then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
-redis.call('PUBLISH', KEYS[1], id .. ' ' .. ARGV[3])
+if ARGV[6] == '1' then redis.call('PUBLISH', KEYS[1], id .. ' ' .. ARGV[3]) end
 return 1
 """
 
@@ -77,8 +78,10 @@ def _padded(shard: int, position: Position) -> tuple[str, str]:
 class RealtimeStore:
     """Histories and pub/sub of the real-time sources, under ``prefix``."""
 
-    def __init__(self, client: redis.Redis, size: int, ttl_ms: int, prefix: str = "rt:") -> None:
+    def __init__(self, client: redis.Redis, size: int, ttl_ms: int, prefix: str = "rt:",
+                 publish: bool = True) -> None:
         self.redis = client
+        self.publish_too = publish
         self.size = size
         self.ttl_ms = ttl_ms
         self.prefix = prefix
@@ -104,7 +107,8 @@ class RealtimeStore:
             field, pos = _padded(shard, position)
             marker = self._marker(source) if source.startswith("feed:") else ""
             self._publish(keys=[key, f"{key}:meta", marker],
-                          args=[field, pos, body, self.size, self.ttl_ms], client=pipe)
+                          args=[field, pos, body, self.size, self.ttl_ms,
+                                "1" if self.publish_too else "0"], client=pipe)
             n += 1
         return sum(int(r) for r in pipe.execute()) if n else 0
 

@@ -141,9 +141,11 @@ def workers(env_vars: dict[str, str], concurrency: int = 8, **extra: str) -> Pro
 
 
 @contextlib.contextmanager
-def running(env_vars: dict[str, str], settings: dict[str, str], concurrency: int = 6
-            ) -> Iterator[list[Process]]:
-    """A relay and a worker process with ``settings``; both must stop cleanly."""
+def running(env_vars: dict[str, str], settings: dict[str, str] | None = None,
+            concurrency: int = 6) -> Iterator[list[Process]]:
+    """A relay and a worker process (with ``settings``) for the block; both must stop
+    cleanly after it."""
+    settings = settings or {}
     procs = [relay(env_vars, **settings), workers(env_vars, concurrency, **settings)]
     try:
         yield procs

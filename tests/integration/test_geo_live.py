@@ -15,19 +15,15 @@ from tests.helpers import Process, wait_for
 from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
 from tests.integration.mediakit import picture, upload
-from tests.integration.recording import relay, workers
+from tests.integration.recording import running
 
 HERE = (-33.8568, 151.2153)
 
 
 @pytest.fixture(scope="module")
 def pool(module_env: Env) -> Iterator[list[Process]]:
-    procs = [relay(module_env.vars), workers(module_env.vars, concurrency=4)]
-    try:
+    with running(module_env.vars, concurrency=4) as procs:
         yield procs
-    finally:
-        for p in procs:
-            assert p.stop() == 0, p.output.text()
 
 
 @pytest.fixture(scope="module")

@@ -90,8 +90,11 @@ def activity(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
         elif isinstance(d, AccountUnlinked) and d.reason == CREDENTIAL_DEAD:
             ops[d.user_id][act.unlinked_key(e.id)] = act.Item(
                 act.unlinked_key(e.id), act.UNLINKED, d.user_id, ms, text=d.service)
-    store = ActivityStore(ctx.redis, ctx.config.feeds.activity_size)
+    pipe = ctx.redis.pipeline(transaction=False)  # every user's writes in one round trip
+    store = ActivityStore(pipe, ctx.config.feeds.activity_size, ctx.key_prefix)
     for user, last in ops.items():
         store.remove(user, [k for k, item in last.items() if item is None])
         store.add(user, [item for item in last.values() if item is not None])
+    if len(pipe):
+        pipe.execute()
 

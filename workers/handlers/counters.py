@@ -20,5 +20,6 @@ from workers.context import WorkerContext
 @consumer("counters", "MediaPosted", *LIKE_TYPES, *COMMENT_TYPES, batch_size=1000)
 def counters(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
     ids = {e.data.media_id for e in events}  # type: ignore[attr-defined]
-    cache = CounterCache(ctx.redis, lambda wanted: media.counts(ctx.router, wanted))
+    cache = CounterCache(ctx.redis, lambda wanted: media.counts(ctx.router, wanted),
+                         prefix=ctx.key_prefix)
     cache.set(media.counts(ctx.router, ids))

@@ -39,38 +39,60 @@ log = logging.getLogger(__name__)
 FOLLOWER_EVENTS = ("FollowerAdded", "FollowerRemoved")
 
 
-def feed_store(ctx: WorkerContext) -> FeedStore:
+def feed_store(ctx: WorkerContext, client: Any = None) -> FeedStore:
+    """The feeds the handlers write (under ``ctx.key_prefix``), through ``client`` if given
+    (a pipeline)."""
     f = ctx.config.feeds
-    return FeedStore(ctx.redis, f.size, f.user_media_size)
+    return FeedStore(client or ctx.redis, f.size, f.user_media_size, ctx.key_prefix)
 
 
 @consumer("fanout", "MediaRendered", "MediaDeleted", *FOLLOWER_EVENTS, batch_size=500)
 def fanout(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
     feeds = feed_store(ctx)
     run: list[RecordedEvent] = []
-    for e in events:
+    for i, e in enumerate(events):
         if e.type in FOLLOWER_EVENTS:
             run.append(e)
-            continue
-        if run:
-            followers_changed(ctx, feeds, run)
-            run = []
+            if i + 1 == len(events) or events[i + 1].type not in FOLLOWER_EVENTS:
+                followers_changed(ctx, feeds, run)
+                run = []
+        else:
+            run.append(e)
+            if i + 1 == len(events) or events[i + 1].type in FOLLOWER_EVENTS:
+                media_changed(ctx, run)
+                run = []
+
+
+def media_changed(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
+    """A run of MediaRendered/MediaDeleted: the owners' followers read once per shard, then
+    every feed write of the run in one pipelined round trip, in log order."""
+    settings = ctx.config.feeds
+    owners = sorted({e.data.owner for e in events})  # type: ignore[attr-defined]
+    most = min(settings.chunk_size, settings.hybrid_threshold)
+    facts: dict[int, tuple[int, list[int]]] = {}
+    for db in ctx.router.databases():
+        mine = [o for o in owners if ctx.router.database(shard_of(o)) is db]
+        if mine:
+            facts.update(db.run_interaction("fanout_facts", graph.fanout_facts_txn, mine, most))
+    pipe = ctx.redis.pipeline(transaction=False)
+    feeds = feed_store(ctx, pipe)
+    for e in events:
         data = e.data
         if isinstance(data, MediaRendered):
             feeds.add_own(data.owner, data.media_id)
-            spread(ctx, feeds, "push", data.media_id, data.owner)
+            spread(ctx, feeds, "push", data.media_id, data.owner, facts[data.owner])
         elif isinstance(data, MediaDeleted):
             feeds.remove_own(data.owner, data.media_id)
-            spread(ctx, feeds, "remove", data.media_id, data.owner)
-    if run:
-        followers_changed(ctx, feeds, run)
+            spread(ctx, feeds, "remove", data.media_id, data.owner, facts[data.owner])
+    pipe.execute()
 
 
-def spread(ctx: WorkerContext, feeds: FeedStore, op: str, media_id: int, owner: int) -> None:
-    """Push a medium to (or remove it from) the feeds of its owner and followers."""
+def spread(ctx: WorkerContext, feeds: FeedStore, op: str, media_id: int, owner: int,
+           facts: tuple[int, list[int]]) -> None:
+    """Push a medium to (or remove it from) the feeds of its owner and followers, given
+    the owner's followers count and (when few enough to push here) followers."""
     settings = ctx.config.feeds
-    db = ctx.router.database(shard_of(owner))
-    count = db.run_interaction("followers_count", graph.followers_count_txn, owner)
+    count, followers = facts
     how = mode(count, settings.hybrid_threshold, settings.chunk_size)
     apply(feeds, op, media_id, [owner])
     if how is Mode.PULL:
@@ -78,9 +100,9 @@ def spread(ctx: WorkerContext, feeds: FeedStore, op: str, media_id: int, owner: 
             feeds.mark_pulled(owner)
         return
     if how is Mode.INLINE:
-        followers = db.run_interaction("followers", graph.followers_range, owner, 0, None)
         apply(feeds, op, media_id, followers)
         return
+    db = ctx.router.database(shard_of(owner))
     starts = db.run_interaction("chunk_starts", graph.chunk_starts, owner, settings.chunk_size)
     payloads = [{"op": op, "media": media_id, "owner": owner, "first": c.first, "end": c.end}
                 for c in chunks(starts)]
@@ -108,16 +130,20 @@ def fanout_chunk(ctx: WorkerContext, payload: Any) -> None:
 def followers_changed(ctx: WorkerContext, feeds: FeedStore, events: list[RecordedEvent]
                       ) -> None:
     """A run of FollowerAdded/FollowerRemoved: the followees' recent media read once, then
-    merged into or removed from each follower's feed, in log order."""
+    merged into or removed from each follower's feed, in log order, in one round trip."""
     followees = sorted({e.data.followee for e in events})  # type: ignore[attr-defined]
     pulled = feeds.pulled(followees)  # merged at read time: nothing to merge now
     recent = recent_own(feeds, ctx.router, followees)
+    pipe = ctx.redis.pipeline(transaction=False)
+    writes = feed_store(ctx, pipe)
     for e in events:
         data = e.data
         media_ids = recent.get(data.followee, [])  # type: ignore[attr-defined]
         if not media_ids:
             continue
         if isinstance(data, FollowerAdded) and data.followee not in pulled:
-            feeds.merge(data.follower, media_ids)
+            writes.merge(data.follower, media_ids)
         elif isinstance(data, FollowerRemoved):
-            feeds.remove(media_ids, [data.follower])
+            writes.remove(media_ids, [data.follower])
+    if len(pipe):
+        pipe.execute()

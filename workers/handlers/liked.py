@@ -20,4 +20,4 @@ def liked(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
         by_db.setdefault(ctx.router.database(shard_of(e.data.user_id)),  # type: ignore
                          []).append(e)
     for db, mine in by_db.items():
-        db.run_interaction("liked", likes.apply_liked, mine)
+        db.run_interaction("liked", likes.apply_liked, mine, ctx.table("liked"))

@@ -33,13 +33,13 @@ def tags(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
             if found is not None:
                 extra.update(tagging.hashtags(found.text))
     rows = media.tagged(ctx.router, candidates)
-    store = TagStore(ctx.redis)
+    changes = []
     for media_id, extra in candidates.items():
         row = rows.get(media_id)
         if row is None:
             continue
         live = row.state is State.READY and row.visibility == "public"
         wanted = set(row.tags) if live else set()
-        store.remove(media_id, sorted((set(row.tags) | extra) - wanted))
-        store.add(media_id, sorted(wanted))
+        changes.append((media_id, sorted((set(row.tags) | extra) - wanted), sorted(wanted)))
+    TagStore(ctx.redis, ctx.key_prefix).update(changes)
 
