@@ -2,7 +2,11 @@
 relay and worker pool sending to the local APNs, posting to the fake Mastodon and delivering
 to an app's webhook receiver, ``shutterlog replay all`` sends no notification again, posts
 no status again, delivers no update again, appends no event and schedules no push, share or
-webhook task; the pool still sends what happens afterwards."""
+webhook task; the pool still sends what happens afterwards.
+
+The push consumer's own safety net (its records of notified causes and sent notifications,
+kept ``push.dedupe_ttl`` seconds) would hide a replay that ran it; here they are kept a few
+seconds and the replay starts once they are gone, so such a replay would push again."""
 
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ SERVICE_ENV = {"SHUTTERLOG_OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
 #: The consumers that talk to the outside world, and the kinds of task they schedule.
 SIDE_EFFECTS = ("push", "shareout", "webhooks")
 KINDS = ("push", "share", "unshare", "webhook")
+#: Long enough for a collapse window (3 s) to end and be sent, short to wait out.
+DEDUPE_TTL = "8"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +52,8 @@ def flow(module_env: Env, service: Service, fakes: Fakes,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
     """A relay and a worker pool sending to the local APNs and FCM, the fake Mastodon and
     loopback webhook receivers; the side-effect consumers started at the log's head."""
-    with running_flow(module_env, service, tmp_path_factory.mktemp("sides"), fakes.env(),
+    settings = fakes.env() | {"SHUTTERLOG_PUSH_DEDUPE_TTL": DEDUPE_TTL}
+    with running_flow(module_env, service, tmp_path_factory.mktemp("sides"), settings,
                       SIDE_EFFECTS) as f:
         yield f
 
@@ -71,6 +78,12 @@ def quiet(env: Env) -> None:
     settled(env, (*LIVE, *SIDE_EFFECTS))
     wait_for(lambda: not any(s.get("pending") or s.get("running") for s in tasks(env).values()),
              30, "push, share and webhook tasks to finish")
+
+
+def forgotten(env: Env) -> bool:
+    """Whether the push records of notified causes and sent notifications have expired."""
+    return not any(key for pattern in ("push:done:*", "push:sent:*")
+                   for key in env.redis.scan_iter(pattern))
 
 
 def outside(flow: Flow, fakes: Fakes, hub: FakeHub) -> dict[str, int]:
@@ -108,6 +121,7 @@ def test_replay_all_sends_posts_and_delivers_nothing_again(
         assert flow.wait_ios(a) == [f"{b.username} liked your photo"]
         wait_for(lambda: hub.of(sub["id"]) == [media_id], 30, "the tag subscription's update")
         quiet(env)
+        wait_for(lambda: forgotten(env), 30, "the push dedupe records to expire")
         before, events, scheduled = outside(flow, fakes, hub), log_size(env), tasks(env)
         assert (before["apns"], before["mastodon statuses"], before["hub updates"]) == (1, 1, 1)
         assert {k: sum(v.values()) for k, v in scheduled.items()} == {
