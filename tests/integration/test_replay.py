@@ -26,23 +26,15 @@ from server.domain.ids import shard_of
 from server.domain.log import ORIGIN, Position
 from server.domain.replay import SPECS
 from server.domain.shards import schema_name
-from server.store.consumers import ConsumerStore
 from server.store.replay import RedisNamespaces
-from tests.helpers import REPO, Process, scrubbed_env, wait_for
+from tests.helpers import Process, wait_for
 from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
 from tests.integration.recording import running
 from tests.integration.replay_probe import CALLS
+from tests.integration.replaykit import cli, log_size, settled
 
-#: Consumers the pool must have caught up with before live state is compared.
-LIVE = ("followers", "blocks", "fanout", "tags", "activity", "counters", "liked", "geo_index")
 REDIS = [s for s in SPECS.values() if s.kind == "redis" and s.name != "realtime"]
-
-
-def cli(env: Env, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scripts.cli", "replay", *args], cwd=REPO,
-                          env=scrubbed_env(env.vars | extra), capture_output=True, text=True,
-                          timeout=300)
 
 
 def summary(run: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -61,19 +53,6 @@ def snapshot(env: Env) -> dict[str, Any]:
     """Every live Redis projection key (real-time histories aside), normalized."""
     ns = RedisNamespaces(env.redis)
     return {k: v for spec in REDIS for k, v in ns.snapshot(ns.live_keys(spec)).items()}
-
-
-def settled(env: Env) -> None:
-    """Wait until the pool has applied the whole log for every projection consumer."""
-    cs = ConsumerStore(env.router)
-
-    def done() -> bool:
-        states = [p for db in env.router.databases() for p in cs.scan(db)
-                  if p.checkpoint.consumer in LIVE]
-        return len(states) == len(LIVE) * env.router.count and not any(
-            p.lag.behind for p in states)
-
-    wait_for(done, 60, "the worker pool to catch up")
 
 
 @pytest.fixture(scope="module")
@@ -458,15 +437,6 @@ def followers_of(env: Env, user: int) -> list[int]:
         "f", Txn.fetchall, f"SELECT follower FROM {schema_name(shard)}.followers "
         "WHERE followee = %s", (user,))
     return [r[0] for r in rows]
-
-
-def log_size(env: Env) -> int:
-    total = 0
-    for db in env.router.databases():
-        row = db.run_interaction("n", Txn.fetchone, "SELECT count(*) FROM events")
-        assert row is not None
-        total += int(row[0])
-    return total
 
 
 def hold(env: Env, consumers: tuple[str, ...]) -> list[Any]:

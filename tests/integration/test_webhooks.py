@@ -35,6 +35,7 @@ from tests.fakes.hub import FakeHub
 from tests.helpers import Process, wait_for
 from tests.integration.apiclient import Api, sign, start_service
 from tests.integration.conftest import Env
+from tests.integration.hookkit import created, subscribe
 from tests.integration.mediakit import picture, upload
 from tests.integration.recording import running
 from workers.context import WorkerContext
@@ -68,17 +69,6 @@ def app(api: Api) -> tuple[str, str]:
 def hub(app: tuple[str, str]) -> Iterator[FakeHub]:
     with FakeHub(secret=app[1]) as receiver:
         yield receiver
-
-
-def subscribe(api: Api, app: tuple[str, str], hub: FakeHub, **fields: Any) -> httpx.Response:
-    form = {"client_id": app[0], "client_secret": app[1], "aspect": "media",
-            "callback_url": hub.hook_url, "verify_token": hub.verify_token} | fields
-    return api.http.post("/v1/subscriptions", data=form)
-
-
-def created(r: httpx.Response) -> dict[str, Any]:
-    assert r.status_code == 200, r.text
-    return dict(r.json()["data"])
 
 
 def listed(api: Api, app: tuple[str, str]) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ for the local APNs and FCM, and people with devices."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,11 +115,11 @@ class Flow:
                  f"{n} Android {what} to {p.username}")
         return self.android_bodies(p)
 
-    def checkpoints(self) -> int:
-        """Checkpoints of the push consumer (it starts at the head: events before the relay
+    def checkpoints(self, consumer: str = "push") -> int:
+        """Checkpoints of ``consumer`` (push starts at the head: events before the relay
         made them would never be seen)."""
         return sum(db.run_interaction("checkpoints", Txn.fetchall, (
-            "SELECT count(*) FROM checkpoints WHERE consumer = 'push'"))[0][0]
+            "SELECT count(*) FROM checkpoints WHERE consumer = %s"), (consumer,))[0][0]
             for db in self.env.router.databases())
 
     def busy_tasks(self) -> int:
@@ -139,16 +140,25 @@ class Flow:
                 for e in self.env.store.read_stream(shard, device_stream(device))]
 
 
+def started(flow: Flow, consumer: str) -> bool:
+    """Whether the relay has made ``consumer``'s checkpoints on every shard."""
+    return flow.checkpoints(consumer) == flow.env.router.count
+
+
 @contextmanager
-def running_flow(env: Env, service: Service, tmp: Path) -> Iterator[Flow]:
-    """Local APNs and FCM (on the wall clock), a relay and a worker pool pointed at them."""
+def running_flow(env: Env, service: Service, tmp: Path, extra: dict[str, str] | None = None,
+                 from_head: tuple[str, ...] = ("push",)) -> Iterator[Flow]:
+    """Local APNs and FCM (on the wall clock), a relay and a worker pool pointed at them
+    (with ``extra`` settings too); waits until the relay has started every consumer of
+    ``from_head`` at the log's head."""
     with push_world(tmp, wall=True) as world:
         variables = env.vars | world.env(**SETTINGS) | {
-            "SHUTTERLOG_WORKERS_TASK_LEASE": TASK_LEASE}
+            "SHUTTERLOG_WORKERS_TASK_LEASE": TASK_LEASE} | (extra or {})
         flow = Flow(Api(env, service), world, env, variables, [relay(variables)])
         flow.start_workers()
-        wait_for(lambda: flow.checkpoints() == env.router.count, 30,
-                 "the relay to start the push consumer at the log's head")
+        for name in from_head:
+            wait_for(functools.partial(started, flow, name), 30,
+                     f"the relay to start the {name} consumer at the log's head")
         try:
             yield flow
         finally:

@@ -5,7 +5,7 @@ worker pool) pointed at them, and helpers to link accounts and read shares."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +60,9 @@ class Fakes:
         }[service]
 
 
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[Fakes]:
+@contextmanager
+def running_fakes() -> Iterator[Fakes]:
+    """The four services running for the block."""
     with ExitStack() as stack:
         yield Fakes(
             stack.enter_context(FakeMastodon(MASTODON_TOKEN, processing_polls=1)),
@@ -69,6 +70,12 @@ def fakes() -> Iterator[Fakes]:
             stack.enter_context(FakeGraph(PAGE_ID, PAGE_TOKEN)),
             stack.enter_context(FakeReceiver(WEBHOOK_SECRET)),
         )
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[Fakes]:
+    with running_fakes() as f:
+        yield f
 
 
 @pytest.fixture(scope="module")

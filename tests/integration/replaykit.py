@@ -1,0 +1,45 @@
+"""What the replay tests share: the CLI run as a subprocess, the size of the log, and
+waiting for the worker pool to catch up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from server.db import Txn
+from server.store.consumers import ConsumerStore
+from tests.helpers import REPO, scrubbed_env, wait_for
+from tests.integration.conftest import Env
+
+#: Consumers the pool must have caught up with before live state is compared.
+LIVE = ("followers", "blocks", "fanout", "tags", "activity", "counters", "liked", "geo_index")
+
+
+def cli(env: Env, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """``shutterlog replay ARGS`` as a subprocess, with ``env``'s settings and ``extra``."""
+    return subprocess.run([sys.executable, "-m", "scripts.cli", "replay", *args], cwd=REPO,
+                          env=scrubbed_env(env.vars | extra), capture_output=True, text=True,
+                          timeout=300)
+
+
+def settled(env: Env, consumers: tuple[str, ...] = LIVE) -> None:
+    """Wait until the pool has applied the whole log for every one of ``consumers``."""
+    cs = ConsumerStore(env.router)
+
+    def done() -> bool:
+        states = [p for db in env.router.databases() for p in cs.scan(db)
+                  if p.checkpoint.consumer in consumers]
+        return len(states) == len(consumers) * env.router.count and not any(
+            p.lag.behind for p in states)
+
+    wait_for(done, 60, "the worker pool to catch up")
+
+
+def log_size(env: Env) -> int:
+    """How many events the log holds, over every database."""
+    total = 0
+    for db in env.router.databases():
+        row = db.run_interaction("n", Txn.fetchone, "SELECT count(*) FROM events")
+        assert row is not None
+        total += int(row[0])
+    return total
