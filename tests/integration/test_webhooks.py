@@ -5,8 +5,6 @@ here; one test runs a second service without it."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +30,7 @@ from server.store.tokens import Tokens, authorized_apps, digest, token_key
 from tests.drive import drive
 from tests.fakes.http import Reply
 from tests.fakes.hub import FakeHub
+from tests.fakes.trickle import Trickle, drip, endless_redirect, forever
 from tests.helpers import Process, wait_for
 from tests.integration.apiclient import Api, sign, start_service
 from tests.integration.conftest import Env
@@ -127,40 +126,34 @@ def test_the_challenge_must_be_echoed(api: Api, app: tuple[str, str], hub: FakeH
     assert [s["id"] for s in listed(api, app)] == [sub["id"]]
 
 
-@pytest.fixture
-def dripping() -> Iterator[str]:
-    """A callback that sends its headers at once, then one byte of body every half second."""
-    server = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        conn, _ = server.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
-            while not stop.wait(0.5):  # the fake's behaviour, not a test's synchronization
-                try:
-                    conn.sendall(b"x")
-                except OSError:
-                    return
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
-    stop.set()
-    server.close()
-    thread.join(5)
+def test_a_dripping_callback_is_cut_off(api: Api, app: tuple[str, str], hub: FakeHub
+                                        ) -> None:
+    """A callback whose body, or whose status line and headers, trickle in (each byte well
+    within the read timeout) is refused once outbound.timeout (3 s) has passed."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+    for answer in (drip(head, forever()), drip(b"", head)):  # the head alone: 20 s
+        with Trickle(answer) as slow:
+            started = time.monotonic()
+            r = subscribe(api, app, hub, object="tag", object_id="x", callback_url=slow.url)
+            took = time.monotonic() - started
+        assert error(r) == (400, "APISubscriptionError", "callback_url verification failed: "
+                            "the callback did not answer in time")
+        assert took < 5
 
 
-def test_a_dripping_callback_is_cut_off(api: Api, app: tuple[str, str], hub: FakeHub,
-                                        dripping: str) -> None:
-    """A callback whose answer trickles in is refused once outbound.timeout has passed, not
-    after its whole body."""
-    started = time.monotonic()
-    r = subscribe(api, app, hub, object="tag", object_id="x", callback_url=dripping)
+def test_a_redirect_body_is_never_read(api: Api, app: tuple[str, str], hub: FakeHub) -> None:
+    """A callback answering 302 (to itself) with an endless body is followed without reading
+    that body: verification stops at outbound.max_redirects at once, and each connection
+    took no more than the socket buffers hold of the 128 MiB the fake would send."""
+    with Trickle(endless_redirect()) as loop:
+        started = time.monotonic()
+        r = subscribe(api, app, hub, object="tag", object_id="x", callback_url=loop.url)
+        took = time.monotonic() - started
+        with loop.lock:
+            sent = list(loop.sent)
     assert error(r) == (400, "APISubscriptionError", "callback_url verification failed: "
-                        "the callback did not answer in time")
-    assert time.monotonic() - started < 10  # 1,000 bytes would take 500 s
+                        "the callback redirected too many times")
+    assert took < 3 and len(sent) == 6 and max(sent) < 32 << 20, (took, sent)
 
 
 def test_bad_requests_get_precise_errors_and_change_nothing(
