@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg2
 import pytest
 
 from scripts.seed import account, ready_medium
@@ -21,7 +22,7 @@ from server.domain.log import NewEvent
 from server.domain.oauth import app_shard
 from server.domain.subscriptions import SubscriptionCreated, subscription_stream
 from server.secretbox import SecretBox
-from server.store import apps
+from server.store import apps, subscriptions
 from server.store.accounts import new_id
 from server.store.apps import PURPOSE
 from server.store.consumers import ConsumerStore
@@ -38,6 +39,7 @@ from tests.integration.hookkit import created, subscribe
 from tests.integration.mediakit import picture, upload
 from tests.integration.recording import running
 from workers.context import WorkerContext
+from workers.handlers import webhooks
 from workers.tasks import run_task
 
 SETTINGS = {
@@ -431,6 +433,50 @@ def test_a_batch_applied_twice_redelivers_the_same_update_id(env: Env) -> None:
         assert first.body == second.body and hub.repeats == 1
         [only] = hub.updates.values()
         assert only["id"].startswith(f"{sub_id}-") and only["data"] == {"media_id": str(media_id)}
+
+
+def test_only_a_callback_failure_disables_a_subscription(env: Env) -> None:
+    """A delivery that fails for a reason of ours (here a wrong secrets.key: the app's secret
+    cannot be opened) fails its task but leaves the subscription active with no reason shown;
+    the give-up hook ignores a database error (whose text names an address), and only a
+    failure of the callback disables, with the callback's words."""
+    catalog.load()
+    box = SecretBox(env.config.secrets.key, PURPOSE)
+    client_id, secret = apps.create(env.store, env.router, box, "Ours", "https://app.example/cb",
+                                    False)
+    owner = account(env.store, env.router, Api.name())
+    shard = app_shard(client_id, env.router.count)
+    sub_id = env.router.database(shard).run_interaction("id", new_id, shard)
+    with FakeHub(secret) as hub:
+        env.store.append(shard, subscription_stream(sub_id), [NewEvent(SubscriptionCreated(
+            subscription_id=sub_id, client_id=client_id, object="tag", object_id="ours",
+            lat=None, lng=None, radius_m=None, callback_url=hub.hook_url))],
+            expected_version=0)
+        ready_medium(env.store, env.router, owner, "#ours")
+        drive(env, "webhooks")
+        config = load(env=env.vars | {"SHUTTERLOG_OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
+                                      "SHUTTERLOG_WEBHOOKS_ATTEMPTS": "1",
+                                      "SHUTTERLOG_SECRETS_KEY": "not-the-key"},
+                      search_default=False)
+        ctx = WorkerContext(config, env.router, env.store, env.redis)
+        [task] = [r[0] for db in env.router.databases() for r in db.run_interaction(
+            "tasks", Txn.fetchall, "SELECT id FROM tasks WHERE kind = 'webhook'")]
+        try:
+            assert run_task(ctx, task) == "failed"
+            payload = {"client_id": client_id, "url": hub.hook_url,
+                       "updates": [{"subscription_id": str(sub_id)}]}
+            webhooks.disable(ctx, payload, psycopg2.OperationalError(
+                'connection to server at "10.1.2.3", port 5432 failed'))
+            kept = subscriptions.get(env.router, sub_id)
+            assert kept is not None and (kept.status, kept.reason) == ("active", "")
+            assert hub.posts() == []
+            webhooks.disable(ctx, payload, webhooks.DeliveryFailed(
+                "the callback answered HTTP 503"))
+            gone = subscriptions.get(env.router, sub_id)
+            assert gone is not None and (gone.status, gone.reason) == (
+                "disabled", "webhook delivery failed for good: the callback answered HTTP 503")
+        finally:
+            ctx.close()
 
 
 def test_authorized_apps_are_those_with_a_live_token(module_env: Env) -> None:
