@@ -5,6 +5,7 @@ here; one test runs a second service without it."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -161,8 +162,9 @@ def test_a_redirect_body_is_never_read(api: Api, app: tuple[str, str], hub: Fake
 def test_bad_requests_get_precise_errors_and_change_nothing(
         api: Api, app: tuple[str, str], hub: FakeHub) -> None:
     """Unknown objects, missing or malformed fields, bad coordinates, unknown locations and
-    wrong credentials are refused with named 4xx errors before any callback is asked; an app
-    that must sign its requests is refused without a valid sig and served with one."""
+    users, ids beyond a bigint, and wrong credentials are refused with named 4xx errors
+    before any callback is asked; an app that must sign its requests is refused without a
+    valid sig and served with one."""
     cases: list[tuple[dict[str, str], int, str, str]] = [
         ({"object": "comment", "object_id": "x"}, 400, "APIInvalidParametersError",
          "object must be one of: user, tag, location, geography"),
@@ -195,6 +197,11 @@ def test_bad_requests_get_precise_errors_and_change_nothing(
         ({"object": "tag", "object_id": "x", "client_id": "nope"}, 400,
          "OAuthClientException", "Invalid client_id"),
     ]
+    user_id = int(api.user()[0]["id"])  # an id next to it is well formed but nobody's
+    cases += [({"object": "user", "object_id": str(user_id + 1)}, 400,
+               "APIInvalidParametersError", f"object_id: no user {user_id + 1}"),
+              ({"object": "user", "object_id": str(2**63)}, 400, "APIInvalidParametersError",
+               "object_id must be a user id (digits, at most 9223372036854775807)")]
     for fields, code, kind, needle in cases:
         got = error(subscribe(api, app, hub, **fields))
         assert got[:2] == (code, kind) and needle in got[2], (fields, got)
@@ -400,6 +407,39 @@ def test_delete_by_id_by_object_and_all(api: Api, app: tuple[str, str], hub: Fak
     assert error(api.http.delete("/v1/subscriptions", params={**keys, "client_secret": "x",
                                                               "object": "all"}))[1] == \
         "OAuthClientException"
+
+
+def test_concurrent_subscriptions_respect_the_limit(api: Api, app: tuple[str, str],
+                                                    module_env: Env) -> None:
+    """With webhooks.max_subscriptions at 1, three POSTs whose verifications are all in
+    flight at once (the callback answers none before all three asked) create exactly one
+    subscription; the other two get the limit's error."""
+    limited = start_service(module_env, **SETTINGS, SHUTTERLOG_WEBHOOKS_MAX_SUBSCRIPTIONS="1")
+    together = threading.Barrier(3, timeout=20)
+    answers: dict[int, httpx.Response] = {}
+    try:
+        with FakeHub(app[1]) as hub:
+            hub.route("GET", "/gated", lambda r: (together.wait(), hub.challenge(r))[1])
+            form = {"client_id": app[0], "client_secret": app[1], "aspect": "media",
+                    "object": "tag", "callback_url": f"{hub.url}/gated",
+                    "verify_token": hub.verify_token}
+
+            def post(i: int) -> None:
+                answers[i] = limited.client.post("/v1/subscriptions",
+                                                 data=form | {"object_id": f"race{i}"})
+
+            threads = [threading.Thread(target=post, args=(i,)) for i in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+    finally:
+        limited.stop()
+    assert sorted(r.status_code for r in answers.values()) == [200, 400, 400]
+    assert [error(r) for r in answers.values() if r.status_code == 400] == [(
+        400, "APISubscriptionError", "an app may hold at most 1 subscriptions; delete some "
+        "first")] * 2
+    assert len(listed(api, app)) == 1
 
 
 def test_a_batch_applied_twice_redelivers_the_same_update_id(env: Env) -> None:

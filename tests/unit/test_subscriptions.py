@@ -43,6 +43,7 @@ def test_targets_are_normalized() -> None:
     assert target(object="location", object_id="0042") == Target("location", "42")
     assert target(object="user") == Target("user", None)
     assert target(object="user", object_id="7") == Target("user", "7")
+    assert target(object="user", object_id=str(2**63 - 1)) == Target("user", str(2**63 - 1))
     assert target(object="geography", lat="1.5", lng="-2") == Target(
         "geography", None, 1.5, -2.0, 1000.0)
 
@@ -55,6 +56,9 @@ def test_targets_are_normalized() -> None:
     ({"object": "location"}, "object_id (a location id) is required"),
     ({"object": "location", "object_id": "-3"}, "object_id must be a location id"),
     ({"object": "user", "object_id": "x"}, "object_id must be a user id"),
+    ({"object": "user", "object_id": str(2**63)}, "object_id must be a user id (digits, at "
+     "most 9223372036854775807), got '9223372036854775808'"),
+    ({"object": "location", "object_id": "9" * 19}, "object_id must be a location id"),
     ({"object": "geography", "object_id": "3", "lat": "1", "lng": "1"},
      "object_id is not given for object=geography"),
     ({"object": "geography", "lat": "1"}, "lng is required for object=geography"),
