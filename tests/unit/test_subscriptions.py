@@ -25,6 +25,8 @@ from server.domain.subscriptions import (
     update,
     verdict,
 )
+from workers import handlers
+from workers.consumers import CONSUMERS, OnFailure
 
 SUB = Subscription(id=77, client_id="app", object="tag", object_id="sunset", lat=None,
                    lng=None, radius_m=None, callback_url="https://hooks.example/cb",
@@ -136,3 +138,11 @@ def test_challenge_answers() -> None:
     assert challenge_failure(201, b"", "abc") is not None
     assert challenge_failure(302, b"abc", "abc") == (
         "the callback answered HTTP 302 to the verification request")
+
+
+def test_the_webhooks_consumer_is_a_side_effect_that_skips() -> None:
+    """Replay never runs the webhooks consumer, it starts at the head, and an event it cannot
+    handle is parked instead of stopping every app's deliveries on that shard."""
+    handlers.load()
+    c = CONSUMERS.get("webhooks")
+    assert c.side_effect and c.from_head and c.on_failure is OnFailure.SKIP
