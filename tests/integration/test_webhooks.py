@@ -211,6 +211,9 @@ def test_bad_requests_get_precise_errors_and_change_nothing(
                                                      "client_secret": "x" * 32})
     assert error(bad) == (400, "OAuthClientException", "Invalid client_secret")
     assert hub.requests == [] and listed(api, app) == []
+    beyond = api.http.get(f"/v1/geographies/{2**63}/media/recent",
+                          params={"client_id": app[0]})
+    assert error(beyond)[:2] == (404, "APINotFoundError")
     signed = api.create_app(require_signed=True)
     form = {"client_id": signed[0], "client_secret": signed[1], "object": "tag",
             "object_id": "x", "aspect": "media", "callback_url": hub.hook_url,
