@@ -10,9 +10,6 @@ a secret in them (the verify token is in the URL, so URLs are not repeated).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import httpx
 
 from server.domain.outbound import UnsafeURL
@@ -24,49 +21,67 @@ from server.domain.subscriptions import (
     challenge_failure,
     verdict,
 )
+from server.outbound import deadline
 
 USER_AGENT = "shutterlog-webhooks/1"
+DEFAULT_TIMEOUT = 10.0  # seconds, for a client without a read timeout
 
 
-def verify(client: httpx.Client, callback_url: str, verify_token: str, challenge: str,
-           clock: Callable[[], float] = time.monotonic) -> str | None:
+def verify(client: httpx.Client, callback_url: str, verify_token: str, challenge: str
+           ) -> str | None:
     """``GET callback_url?hub.mode=subscribe&hub.challenge=...&hub.verify_token=...``
-    (redirects followed, each hop checked); None if the callback echoed the challenge, else
-    why not (refused address, unreachable, timeout, a non-2xx status, a wrong echo). Every
-    read waits at most the client's timeout, and the body (at most 1 KiB is read) must be in
-    within that timeout too: a callback dripping bytes cannot hold a thread."""
+    (redirects followed by hand, at most the client's ``max_redirects``, each hop checked);
+    None if the callback echoed the challenge, else why not (refused address, unreachable,
+    timeout, a non-2xx status, a wrong echo). A redirect's body is never read, at most 1 KiB
+    of the answer is, and the whole exchange must be over within the client's timeout
+    (``server.outbound.deadline``): a callback dripping bytes cannot hold a thread."""
     url = httpx.URL(callback_url).copy_merge_params(
         {"hub.mode": "subscribe", "hub.challenge": challenge, "hub.verify_token": verify_token})
+    request = client.build_request("GET", url, headers={"User-Agent": USER_AGENT})
     try:
-        with client.stream("GET", url, follow_redirects=True,
-                           headers={"User-Agent": USER_AGENT}) as r:
-            deadline = clock() + (client.timeout.read or 10.0)
-            answer = b""
-            for chunk in r.iter_bytes():
-                answer += chunk
-                if len(answer) >= MAX_CHALLENGE_ANSWER:
-                    break
-                if clock() > deadline:
-                    return "the callback did not answer in time"
-            return challenge_failure(r.status_code, answer, challenge)
+        with deadline(total_time(client)):
+            for _hop in range(client.max_redirects + 1):
+                r = client.send(request, stream=True, follow_redirects=False)
+                try:
+                    if r.next_request is None:
+                        return challenge_failure(r.status_code, first_bytes(r), challenge)
+                    request = r.next_request  # closed unread: a redirect's body is not ours
+                finally:
+                    r.close()
+            return "the callback redirected too many times"
     except UnsafeURL as e:
         return f"the callback URL is refused: {e}"
-    except httpx.TooManyRedirects:
-        return "the callback redirected too many times"
     except httpx.TimeoutException:
         return "the callback did not answer in time"
     except httpx.HTTPError as e:
         return f"cannot reach the callback: {type(e).__name__}"
 
 
+def first_bytes(r: httpx.Response) -> bytes:
+    """The start of an answer's body: at least ``MAX_CHALLENGE_ANSWER`` bytes, if it has them."""
+    answer = b""
+    for chunk in r.iter_bytes():
+        answer += chunk
+        if len(answer) >= MAX_CHALLENGE_ANSWER:
+            break
+    return answer
+
+
+def total_time(client: httpx.Client) -> float:
+    """The time one whole exchange may take: the client's (read) timeout."""
+    return client.timeout.read or DEFAULT_TIMEOUT
+
+
 def deliver(client: httpx.Client, callback_url: str, raw: bytes, signature: str
             ) -> tuple[str, str]:
     """POST one batch of updates; (DELIVERED | RETRY | REFUSED, what happened). Redirects are
-    not followed (a callback must answer itself) and only the status is read."""
+    not followed (a callback must answer itself), only the status is read, and the whole
+    exchange must be over within the client's timeout (``server.outbound.deadline``)."""
     try:
-        with client.stream("POST", callback_url, content=raw, headers={
-                "Content-Type": "application/json", SIGNATURE_HEADER: signature,
-                "User-Agent": USER_AGENT}) as r:  # the answer's body is never read
+        with deadline(total_time(client)), client.stream(
+                "POST", callback_url, content=raw, headers={
+                    "Content-Type": "application/json", SIGNATURE_HEADER: signature,
+                    "User-Agent": USER_AGENT}) as r:  # the answer's body is never read
             status = r.status_code
     except UnsafeURL as e:
         return REFUSED, f"the callback URL is refused: {e}"

@@ -15,6 +15,14 @@ monkey-patching, so the worker pool can run many at once) with two guards:
    (``follow_redirects=True``), at most ``max_redirects`` hops, and each hop's connection
    passes guard 1 again: a public URL redirecting to ``http://169.254.169.254/`` is refused.
 
+3. **A total deadline**: httpx's timeouts are per read or write, so a server sending its
+   headers or body one byte at a time, each just inside the timeout, would hold the caller
+   almost forever. Inside ``with deadline(seconds):`` every connect, TLS handshake, read and
+   write of the client waits at most the time left, and once it has passed raises
+   ``httpcore``'s ``ConnectTimeout``/``ReadTimeout``/``WriteTimeout`` (which httpx maps to its
+   ``TimeoutException``). The deadline is a context variable: per thread (the API's
+   threadpool) and per greenlet (the worker pool under gevent).
+
 Refusals raise ``UnsafeURL`` (a ValueError, not an ``httpx`` error: callers treat it as
 permanent). Proxies from the environment are ignored (``trust_env=False``): a proxy would
 make the address we connect to not the one we checked. The operator's allow-list
@@ -26,7 +34,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import httpcore
@@ -37,10 +48,66 @@ from server.domain.outbound import OutboundPolicy, UnsafeURL
 
 Resolver = Callable[..., list[tuple[Any, ...]]]
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+#: The monotonic time by which the current exchange must be over (None: no total limit).
+_DEADLINE: ContextVar[float | None] = ContextVar("outbound_deadline", default=None)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Every network wait of the outbound-safe clients inside the block ends at most
+    ``seconds`` from now (or at an enclosing deadline, if sooner); see the module doc."""
+    at = time.monotonic() + seconds
+    outer = _DEADLINE.get()
+    token = _DEADLINE.set(at if outer is None else min(at, outer))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def time_left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """``timeout`` clamped to the current deadline's time left; ``expired`` (an exception
+    class, raised with a message) once the deadline has passed."""
+    at = _DEADLINE.get()
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise expired("the total time limit of the exchange has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A connection's stream whose every wait ends by the current ``deadline``."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return DeadlineStream(self._stream.start_tls(
+            ssl_context, server_hostname, time_left(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
 
 
 class GuardedBackend(httpcore.SyncBackend):
-    """httpcore's socket backend, connecting only to addresses the policy accepts."""
+    """httpcore's socket backend, connecting only to addresses the policy accepts, with
+    streams that keep the current ``deadline``."""
 
     def __init__(self, policy: OutboundPolicy, resolve: Resolver | None = None) -> None:
         self._policy = policy
@@ -57,7 +124,9 @@ class GuardedBackend(httpcore.SyncBackend):
         error: Exception | None = None
         for address in checked_addresses(self._policy, host, port, self._resolve):
             try:  # a numeric host: create_connection does no second DNS lookup
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                return DeadlineStream(super().connect_tcp(
+                    address, port, time_left(timeout, httpcore.ConnectTimeout), local_address,
+                    socket_options))
             except httpcore.ConnectError as e:
                 error = e
         raise httpcore.ConnectError(f"cannot connect to {host}: {error}")

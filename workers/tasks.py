@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 TaskHandler = Callable[[WorkerContext, Any], None]
 #: Seconds before the next try after failed attempt N (1, 2, ...); None: no more tries.
 Schedule = Callable[[Config, int], float | None]
-#: Called with the payload and the last error before a task is marked failed.
-GiveUp = Callable[[WorkerContext, Any, str], None]
+#: Called with the payload and the last error (the exception itself, so that a hook can
+#: tell the failures it owns from ours, e.g. a database outage) before a task is marked failed.
+GiveUp = Callable[[WorkerContext, Any, Exception], None]
 
 
 class TaskRefused(Exception):
@@ -201,7 +202,7 @@ def run_task(ctx: WorkerContext, task_id: int, registry: TaskHandlers = TASKS) -
         final = delay is None
         if final and kind is not None and kind.give_up is not None:
             try:
-                kind.give_up(ctx, payload, str(error))
+                kind.give_up(ctx, payload, error)
             except Exception:
                 log.exception("task %d (%s): giving up failed", task_id, lease.kind)
         store.finish(lease, text, delay)

@@ -8,7 +8,9 @@ whose host is or resolves to a private, loopback, link-local or metadata address
 ``outbound.allow_hosts`` allows it), then verifies the callback: a ``GET`` with
 ``hub.mode=subscribe``, ``hub.challenge`` and ``hub.verify_token`` that must answer 2xx with
 the challenge, made in the threadpool (handlers run there) with ``outbound.timeout``. Only
-then is ``SubscriptionCreated`` appended, on ``subscription:{id}`` in the app's shard.
+then is ``SubscriptionCreated`` appended, on ``subscription:{id}`` in the app's shard, after
+counting the app's subscriptions again under its advisory lock (``webhooks.max_subscriptions``
+holds against concurrent requests).
 """
 
 from __future__ import annotations
@@ -144,19 +146,15 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         if target.object == "location" and target.object_id is not None and \
                 ctx.locations.get(int(target.object_id)) is None:
             raise invalid(f"object_id: no location {target.object_id}")
-        if target.object == "user" and target.object_id is not None and \
-                mapped_shard(ctx.router, int(target.object_id)) is None:
+        if target.object == "user" and target.object_id is not None and (
+                mapped_shard(ctx.router, int(target.object_id)) is None
+                or not accounts.users_by_id(ctx.router, [int(target.object_id)])):
             raise invalid(f"object_id: no user {target.object_id}")
         key = call.idempotency_key(f"app:{client.client_id}")
         first = in_app_shard(client.client_id, "subscription_replayed", replayed, key)
         if first is not None:
             return Reply(subscription_json(first))
-        held = in_app_shard(client.client_id, "subscriptions", store.of_app_txn,
-                            client.client_id)
-        limit = ctx.config.webhooks.max_subscriptions
-        if len(held) >= limit:
-            raise subscription_error(f"an app may hold at most {limit} subscriptions; delete "
-                                     "some first")
+        in_app_shard(client.client_id, "subscriptions", within_limit, client.client_id)
         out = ctx.config.outbound
         with safe_client(policy, timeout=out.timeout, max_redirects=out.max_redirects) as http:
             failure = callbacks.verify(http, p["callback_url"], p["verify_token"],
@@ -168,6 +166,8 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
             again = replayed(txn, shard, key)
             if again is not None:
                 return again
+            store.lock_app_txn(txn, client.client_id)  # concurrent requests count in turn
+            within_limit(txn, shard, client.client_id)
             sub_id = accounts.new_id(txn, shard)
             event = SubscriptionCreated(
                 subscription_id=sub_id, client_id=client.client_id, object=target.object,
@@ -179,6 +179,15 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
             return only(txn, shard, client.client_id, sub_id)
 
         return Reply(subscription_json(in_app_shard(client.client_id, "subscribe", txn_fn)))
+
+    def within_limit(txn: Txn, shard: int, client_id: str) -> None:
+        """Refuse a new subscription of an app holding ``webhooks.max_subscriptions``: once
+        before the (slow) verification, for an early answer, and again, under the app's lock,
+        in the transaction that appends it."""
+        limit = ctx.config.webhooks.max_subscriptions
+        if len(store.of_app_txn(txn, shard, client_id)) >= limit:
+            raise subscription_error(f"an app may hold at most {limit} subscriptions; delete "
+                                     "some first")
 
     def replayed(txn: Txn, shard: int, key: str | None) -> Subscription | None:
         """The subscription a retried request (same Idempotency-Key) created, if any."""

@@ -43,6 +43,8 @@ ASPECTS = ("media",)
 SIGNATURE_HEADER = "X-Hub-Signature"
 #: The longest answer to a challenge that is read (a challenge is far shorter).
 MAX_CHALLENGE_ANSWER = 1024
+#: The largest user or location id (ids are PostgreSQL bigints).
+MAX_OBJECT_ID = 2**63 - 1
 
 
 class SubscriptionError(ValueError):
@@ -122,9 +124,11 @@ def parse_target(params: Mapping[str, Any]) -> Target:
         if object_id is None and obj == "location":
             raise SubscriptionError("object_id (a location id) is required for object=location")
         if object_id is not None and not (object_id.isascii() and object_id.isdigit()
-                                          and 0 < len(object_id) <= 19):
+                                          and 0 < len(object_id) <= 19
+                                          and int(object_id) <= MAX_OBJECT_ID):
             kind = "a location id" if obj == "location" else "a user id"
-            raise SubscriptionError(f"object_id must be {kind}, got {object_id!r}")
+            raise SubscriptionError(f"object_id must be {kind} (digits, at most "
+                                    f"{MAX_OBJECT_ID}), got {object_id!r}")
         return Target(obj, str(int(object_id)) if object_id is not None else None)
     if object_id is not None:
         raise SubscriptionError("object_id is not given for object=geography: the "

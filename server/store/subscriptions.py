@@ -53,6 +53,17 @@ def _row(row: tuple[Any, ...]) -> Subscription:
     return Subscription(*row)
 
 
+#: First key of the transaction advisory locks that serialize an app's new subscriptions
+#: ("SUBS"; the second key is ``hashtext(client_id)``).
+_LOCK_SPACE = 0x53554253
+
+
+def lock_app_txn(txn: Txn, client_id: str) -> None:
+    """Hold, until ``txn`` ends, the lock that serializes the app's new subscriptions (so a
+    count of them followed by an append cannot race another request's)."""
+    txn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_SPACE, client_id))
+
+
 def of_app_txn(txn: Txn, shard: int, client_id: str) -> list[Subscription]:
     """The app's subscriptions that are not deleted (active and disabled), oldest first."""
     return [_row(r) for r in txn.fetchall(

@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from server import callbacks
 from server.domain.outbound import OutboundPolicy, UnsafeURL
-from server.outbound import check_url, safe_client
+from server.domain.subscriptions import RETRY
+from server.outbound import check_url, deadline, safe_client
 from tests.fakes.http import FakeHTTPServer, Reply
+from tests.fakes.trickle import Trickle, drip
 
 ALLOW_LOOPBACK = OutboundPolicy.parse(["127.0.0.1"])
 
@@ -167,3 +171,20 @@ def test_check_url_gives_an_early_answer() -> None:
         check_url("https://no-such-host.test/", OutboundPolicy(), resolve=nxdomain)
     with pytest.raises(UnsafeURL, match="private"):
         check_url("https://10.0.0.8/", OutboundPolicy())
+
+
+def test_a_deadline_cuts_off_headers_dripping_within_each_read_timeout() -> None:
+    """A server sending its status line and headers one byte every 0.2 s never trips the
+    2 s read timeout, but a 1 s deadline ends the request at 1 s (httpx.ReadTimeout); a
+    webhook delivery (which sets its own deadline, the client's timeout) is cut off too."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    with Trickle(drip(b"", head, every=0.2)) as slow, \
+            safe_client(ALLOW_LOOPBACK, timeout=2.0) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout), deadline(1.0):
+            client.get(slow.url)
+        assert time.monotonic() - started < 1.8
+        started = time.monotonic()
+        assert callbacks.deliver(client, slow.url, b"[]", "sha1=0") == (
+            RETRY, "the callback did not answer in time")
+        assert time.monotonic() - started < 3.0  # the head alone would take 7 s

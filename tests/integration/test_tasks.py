@@ -85,7 +85,7 @@ def test_a_kind_retries_on_its_schedule_then_gives_up(env: Env) -> None:
 
     for kind, fn in (("t_fail", fail), ("t_refuse", refuse)):
         registry.add(kind, fn, schedule=lambda _cfg, attempt: 0.0 if attempt < 2 else None,
-                     give_up=lambda _ctx, payload, error: gave_up.append((payload, error)))
+                     give_up=lambda _ctx, payload, error: gave_up.append((payload, str(error))))
     store = TaskStore(env.router)
     [failing] = store.insert(3, "t_fail", [msgpack.packb({"n": 1})], grace=60)
     [refused] = store.insert(3, "t_refuse", [msgpack.packb({"n": 2})], grace=60)

@@ -5,13 +5,13 @@ here; one test runs a second service without it."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg2
 import pytest
 
 from scripts.seed import account, ready_medium
@@ -23,7 +23,7 @@ from server.domain.log import NewEvent
 from server.domain.oauth import app_shard
 from server.domain.subscriptions import SubscriptionCreated, subscription_stream
 from server.secretbox import SecretBox
-from server.store import apps
+from server.store import apps, subscriptions
 from server.store.accounts import new_id
 from server.store.apps import PURPOSE
 from server.store.consumers import ConsumerStore
@@ -32,6 +32,7 @@ from server.store.tokens import Tokens, authorized_apps, digest, token_key
 from tests.drive import drive
 from tests.fakes.http import Reply
 from tests.fakes.hub import FakeHub
+from tests.fakes.trickle import Trickle, drip, endless_redirect, forever
 from tests.helpers import Process, wait_for
 from tests.integration.apiclient import Api, sign, start_service
 from tests.integration.conftest import Env
@@ -39,6 +40,7 @@ from tests.integration.hookkit import created, subscribe
 from tests.integration.mediakit import picture, upload
 from tests.integration.recording import running
 from workers.context import WorkerContext
+from workers.handlers import webhooks
 from workers.tasks import run_task
 
 SETTINGS = {
@@ -127,47 +129,42 @@ def test_the_challenge_must_be_echoed(api: Api, app: tuple[str, str], hub: FakeH
     assert [s["id"] for s in listed(api, app)] == [sub["id"]]
 
 
-@pytest.fixture
-def dripping() -> Iterator[str]:
-    """A callback that sends its headers at once, then one byte of body every half second."""
-    server = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        conn, _ = server.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
-            while not stop.wait(0.5):  # the fake's behaviour, not a test's synchronization
-                try:
-                    conn.sendall(b"x")
-                except OSError:
-                    return
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
-    stop.set()
-    server.close()
-    thread.join(5)
+def test_a_dripping_callback_is_cut_off(api: Api, app: tuple[str, str], hub: FakeHub
+                                        ) -> None:
+    """A callback whose body, or whose status line and headers, trickle in (each byte well
+    within the read timeout) is refused once outbound.timeout (3 s) has passed."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+    for answer in (drip(head, forever()), drip(b"", head)):  # the head alone: 20 s
+        with Trickle(answer) as slow:
+            started = time.monotonic()
+            r = subscribe(api, app, hub, object="tag", object_id="x", callback_url=slow.url)
+            took = time.monotonic() - started
+        assert error(r) == (400, "APISubscriptionError", "callback_url verification failed: "
+                            "the callback did not answer in time")
+        assert took < 5
 
 
-def test_a_dripping_callback_is_cut_off(api: Api, app: tuple[str, str], hub: FakeHub,
-                                        dripping: str) -> None:
-    """A callback whose answer trickles in is refused once outbound.timeout has passed, not
-    after its whole body."""
-    started = time.monotonic()
-    r = subscribe(api, app, hub, object="tag", object_id="x", callback_url=dripping)
+def test_a_redirect_body_is_never_read(api: Api, app: tuple[str, str], hub: FakeHub) -> None:
+    """A callback answering 302 (to itself) with an endless body is followed without reading
+    that body: verification stops at outbound.max_redirects at once, and each connection
+    took no more than the socket buffers hold of the 128 MiB the fake would send."""
+    with Trickle(endless_redirect()) as loop:
+        started = time.monotonic()
+        r = subscribe(api, app, hub, object="tag", object_id="x", callback_url=loop.url)
+        took = time.monotonic() - started
+        with loop.lock:
+            sent = list(loop.sent)
     assert error(r) == (400, "APISubscriptionError", "callback_url verification failed: "
-                        "the callback did not answer in time")
-    assert time.monotonic() - started < 10  # 1,000 bytes would take 500 s
+                        "the callback redirected too many times")
+    assert took < 3 and len(sent) == 6 and max(sent) < 32 << 20, (took, sent)
 
 
 def test_bad_requests_get_precise_errors_and_change_nothing(
         api: Api, app: tuple[str, str], hub: FakeHub) -> None:
     """Unknown objects, missing or malformed fields, bad coordinates, unknown locations and
-    wrong credentials are refused with named 4xx errors before any callback is asked; an app
-    that must sign its requests is refused without a valid sig and served with one."""
+    users, ids beyond a bigint, and wrong credentials are refused with named 4xx errors
+    before any callback is asked; an app that must sign its requests is refused without a
+    valid sig and served with one."""
     cases: list[tuple[dict[str, str], int, str, str]] = [
         ({"object": "comment", "object_id": "x"}, 400, "APIInvalidParametersError",
          "object must be one of: user, tag, location, geography"),
@@ -200,6 +197,11 @@ def test_bad_requests_get_precise_errors_and_change_nothing(
         ({"object": "tag", "object_id": "x", "client_id": "nope"}, 400,
          "OAuthClientException", "Invalid client_id"),
     ]
+    user_id = int(api.user()[0]["id"])  # an id next to it is well formed but nobody's
+    cases += [({"object": "user", "object_id": str(user_id + 1)}, 400,
+               "APIInvalidParametersError", f"object_id: no user {user_id + 1}"),
+              ({"object": "user", "object_id": str(2**63)}, 400, "APIInvalidParametersError",
+               "object_id must be a user id (digits, at most 9223372036854775807)")]
     for fields, code, kind, needle in cases:
         got = error(subscribe(api, app, hub, **fields))
         assert got[:2] == (code, kind) and needle in got[2], (fields, got)
@@ -209,6 +211,9 @@ def test_bad_requests_get_precise_errors_and_change_nothing(
                                                      "client_secret": "x" * 32})
     assert error(bad) == (400, "OAuthClientException", "Invalid client_secret")
     assert hub.requests == [] and listed(api, app) == []
+    beyond = api.http.get(f"/v1/geographies/{2**63}/media/recent",
+                          params={"client_id": app[0]})
+    assert error(beyond)[:2] == (404, "APINotFoundError")
     signed = api.create_app(require_signed=True)
     form = {"client_id": signed[0], "client_secret": signed[1], "object": "tag",
             "object_id": "x", "aspect": "media", "callback_url": hub.hook_url,
@@ -407,6 +412,39 @@ def test_delete_by_id_by_object_and_all(api: Api, app: tuple[str, str], hub: Fak
         "OAuthClientException"
 
 
+def test_concurrent_subscriptions_respect_the_limit(api: Api, app: tuple[str, str],
+                                                    module_env: Env) -> None:
+    """With webhooks.max_subscriptions at 1, three POSTs whose verifications are all in
+    flight at once (the callback answers none before all three asked) create exactly one
+    subscription; the other two get the limit's error."""
+    limited = start_service(module_env, **SETTINGS, SHUTTERLOG_WEBHOOKS_MAX_SUBSCRIPTIONS="1")
+    together = threading.Barrier(3, timeout=20)
+    answers: dict[int, httpx.Response] = {}
+    try:
+        with FakeHub(app[1]) as hub:
+            hub.route("GET", "/gated", lambda r: (together.wait(), hub.challenge(r))[1])
+            form = {"client_id": app[0], "client_secret": app[1], "aspect": "media",
+                    "object": "tag", "callback_url": f"{hub.url}/gated",
+                    "verify_token": hub.verify_token}
+
+            def post(i: int) -> None:
+                answers[i] = limited.client.post("/v1/subscriptions",
+                                                 data=form | {"object_id": f"race{i}"})
+
+            threads = [threading.Thread(target=post, args=(i,)) for i in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+    finally:
+        limited.stop()
+    assert sorted(r.status_code for r in answers.values()) == [200, 400, 400]
+    assert [error(r) for r in answers.values() if r.status_code == 400] == [(
+        400, "APISubscriptionError", "an app may hold at most 1 subscriptions; delete some "
+        "first")] * 2
+    assert len(listed(api, app)) == 1
+
+
 def test_a_batch_applied_twice_redelivers_the_same_update_id(env: Env) -> None:
     """The consumer applying a batch again (a crash before its checkpoint) delivers the
     update again with the same id and signature: the receiver keeps it once."""
@@ -438,6 +476,50 @@ def test_a_batch_applied_twice_redelivers_the_same_update_id(env: Env) -> None:
         assert first.body == second.body and hub.repeats == 1
         [only] = hub.updates.values()
         assert only["id"].startswith(f"{sub_id}-") and only["data"] == {"media_id": str(media_id)}
+
+
+def test_only_a_callback_failure_disables_a_subscription(env: Env) -> None:
+    """A delivery that fails for a reason of ours (here a wrong secrets.key: the app's secret
+    cannot be opened) fails its task but leaves the subscription active with no reason shown;
+    the give-up hook ignores a database error (whose text names an address), and only a
+    failure of the callback disables, with the callback's words."""
+    catalog.load()
+    box = SecretBox(env.config.secrets.key, PURPOSE)
+    client_id, secret = apps.create(env.store, env.router, box, "Ours", "https://app.example/cb",
+                                    False)
+    owner = account(env.store, env.router, Api.name())
+    shard = app_shard(client_id, env.router.count)
+    sub_id = env.router.database(shard).run_interaction("id", new_id, shard)
+    with FakeHub(secret) as hub:
+        env.store.append(shard, subscription_stream(sub_id), [NewEvent(SubscriptionCreated(
+            subscription_id=sub_id, client_id=client_id, object="tag", object_id="ours",
+            lat=None, lng=None, radius_m=None, callback_url=hub.hook_url))],
+            expected_version=0)
+        ready_medium(env.store, env.router, owner, "#ours")
+        drive(env, "webhooks")
+        config = load(env=env.vars | {"SHUTTERLOG_OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
+                                      "SHUTTERLOG_WEBHOOKS_ATTEMPTS": "1",
+                                      "SHUTTERLOG_SECRETS_KEY": "not-the-key"},
+                      search_default=False)
+        ctx = WorkerContext(config, env.router, env.store, env.redis)
+        [task] = [r[0] for db in env.router.databases() for r in db.run_interaction(
+            "tasks", Txn.fetchall, "SELECT id FROM tasks WHERE kind = 'webhook'")]
+        try:
+            assert run_task(ctx, task) == "failed"
+            payload = {"client_id": client_id, "url": hub.hook_url,
+                       "updates": [{"subscription_id": str(sub_id)}]}
+            webhooks.disable(ctx, payload, psycopg2.OperationalError(
+                'connection to server at "10.1.2.3", port 5432 failed'))
+            kept = subscriptions.get(env.router, sub_id)
+            assert kept is not None and (kept.status, kept.reason) == ("active", "")
+            assert hub.posts() == []
+            webhooks.disable(ctx, payload, webhooks.DeliveryFailed(
+                "the callback answered HTTP 503"))
+            gone = subscriptions.get(env.router, sub_id)
+            assert gone is not None and (gone.status, gone.reason) == (
+                "disabled", "webhook delivery failed for good: the callback answered HTTP 503")
+        finally:
+            ctx.close()
 
 
 def test_authorized_apps_are_those_with_a_live_token(module_env: Env) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 
+import httpcore
 import pytest
 
 from server.domain.outbound import OutboundPolicy, UnsafeURL, address_refusal
+from server.outbound import DeadlineStream, deadline, time_left
 
 REFUSED = {
     "127.0.0.1": "loopback", "127.5.5.5": "loopback", "10.1.2.3": "private",
@@ -66,3 +68,42 @@ def test_url_forms_refused(url: str, why: str) -> None:
     with pytest.raises(UnsafeURL, match=why):
         OutboundPolicy().check_url(url)
     assert OutboundPolicy().check_url("https://Example.COM:8443/a?b") == "example.com"
+
+
+class Recorded(httpcore.NetworkStream):
+    """A stream recording the timeout of each read and write it is asked for."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self.timeouts.append(timeout)
+        return b""
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.timeouts.append(timeout)
+
+
+def test_a_deadline_clamps_every_wait_then_ends_them() -> None:
+    """Outside a deadline each wait keeps its own timeout; inside, it gets at most the time
+    left (the sooner of nested deadlines), and once that has passed reads and writes raise
+    httpcore's ReadTimeout and WriteTimeout without waiting."""
+    inner = Recorded()
+    stream = DeadlineStream(inner)
+    stream.read(10, 5.0)
+    with deadline(60):
+        stream.read(10, None)
+        stream.write(b"x", 5.0)
+        with deadline(120):
+            stream.read(10, 90.0)
+        with deadline(0):
+            with pytest.raises(httpcore.ReadTimeout):
+                stream.read(10, 5.0)
+            with pytest.raises(httpcore.WriteTimeout):
+                stream.write(b"x", None)
+    stream.write(b"x", None)
+    first, unset, kept, nested, last = inner.timeouts
+    assert (first, kept, last) == (5.0, 5.0, None)
+    assert unset is not None and 59 < unset <= 60
+    assert nested is not None and 58 < nested <= 60
+    assert time_left(7.0, httpcore.ReadTimeout) == 7.0

@@ -25,6 +25,8 @@ from server.domain.subscriptions import (
     update,
     verdict,
 )
+from workers import handlers
+from workers.consumers import CONSUMERS, OnFailure
 
 SUB = Subscription(id=77, client_id="app", object="tag", object_id="sunset", lat=None,
                    lng=None, radius_m=None, callback_url="https://hooks.example/cb",
@@ -43,6 +45,7 @@ def test_targets_are_normalized() -> None:
     assert target(object="location", object_id="0042") == Target("location", "42")
     assert target(object="user") == Target("user", None)
     assert target(object="user", object_id="7") == Target("user", "7")
+    assert target(object="user", object_id=str(2**63 - 1)) == Target("user", str(2**63 - 1))
     assert target(object="geography", lat="1.5", lng="-2") == Target(
         "geography", None, 1.5, -2.0, 1000.0)
 
@@ -55,6 +58,9 @@ def test_targets_are_normalized() -> None:
     ({"object": "location"}, "object_id (a location id) is required"),
     ({"object": "location", "object_id": "-3"}, "object_id must be a location id"),
     ({"object": "user", "object_id": "x"}, "object_id must be a user id"),
+    ({"object": "user", "object_id": str(2**63)}, "object_id must be a user id (digits, at "
+     "most 9223372036854775807), got '9223372036854775808'"),
+    ({"object": "location", "object_id": "9" * 19}, "object_id must be a location id"),
     ({"object": "geography", "object_id": "3", "lat": "1", "lng": "1"},
      "object_id is not given for object=geography"),
     ({"object": "geography", "lat": "1"}, "lng is required for object=geography"),
@@ -132,3 +138,11 @@ def test_challenge_answers() -> None:
     assert challenge_failure(201, b"", "abc") is not None
     assert challenge_failure(302, b"abc", "abc") == (
         "the callback answered HTTP 302 to the verification request")
+
+
+def test_the_webhooks_consumer_is_a_side_effect_that_skips() -> None:
+    """Replay never runs the webhooks consumer, it starts at the head, and an event it cannot
+    handle is parked instead of stopping every app's deliveries on that shard."""
+    handlers.load()
+    c = CONSUMERS.get("webhooks")
+    assert c.side_effect and c.from_head and c.on_failure is OnFailure.SKIP

@@ -15,11 +15,14 @@ through the outbound-safe client (``ctx.outbound``). 5xx, 408, 429, timeouts and
 connections are retried with exponential backoff (``webhooks.retry_delay`` doubling up to
 ``webhooks.retry_max_delay``, ``webhooks.attempts`` tries); a delivery that exhausts them,
 or that the callback refuses for good (another 4xx, a redirect, a refused address), disables
-its subscriptions with the reason (``SubscriptionDisabled``). Delivery is at least once: a
+its subscriptions with the reason (``SubscriptionDisabled``); a task that fails for a reason
+of ours (a database or Redis outage, a wrong secrets key) disables nothing: it is logged and
+marked failed for the operator. Delivery is at least once: a
 re-applied batch or a worker dying after the POST sends an update again, with the same ``id``.
 
 A side effect (callbacks are the outside world): replay never runs it, and a new deployment
-starts at the log's head.
+starts at the log's head. Policy SKIP: an event it cannot handle is parked (``shutterlog
+status``) and the other apps' deliveries on its shard go on.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from server.store import apps, media
 from server.store import subscriptions as store
 from server.store.apps import PURPOSE
 from server.store.tokens import authorized_apps
-from workers.consumers import consumer
+from workers.consumers import OnFailure, consumer
 from workers.context import WorkerContext
 from workers.tasks import TaskRefused, backoff, submit_tasks, task_handler
 
@@ -58,7 +61,8 @@ log = logging.getLogger(__name__)
 KIND = "webhook"
 
 
-@consumer("webhooks", "MediaRendered", batch_size=500, from_head=True, side_effect=True)
+@consumer("webhooks", "MediaRendered", batch_size=500, from_head=True, side_effect=True,
+          on_failure=OnFailure.SKIP)
 def webhooks(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
     rendered = [(e, e.data) for e in events if isinstance(e.data, MediaRendered)]
     subs = store.active(ctx.router) if rendered else []
@@ -91,15 +95,30 @@ class DeliveryFailed(Exception):
     """A delivery worth another try (5xx, 408, 429, timeout, lost connection)."""
 
 
+class DeliveryRefused(TaskRefused):
+    """A delivery the callback refused for good (a redirect, another 4xx, a refused address)."""
+
+
+#: What a callback did: the only failures that disable its subscriptions.
+CALLBACK_FAILURES = (DeliveryFailed, DeliveryRefused)
+
+
 def schedule(config: Config, attempt: int) -> float | None:
     """``webhooks.attempts`` tries, ``webhooks.retry_delay`` doubling between them."""
     w = config.webhooks
     return backoff(attempt, w.attempts, w.retry_delay, w.retry_max_delay)
 
 
-def disable(ctx: WorkerContext, payload: dict[str, Any], error: str) -> None:
-    """Disable the subscriptions of a delivery that failed for good (those still active),
-    with the reason their app sees."""
+def disable(ctx: WorkerContext, payload: dict[str, Any], error: Exception) -> None:
+    """Disable the subscriptions of a delivery the callback failed for good (those still
+    active), with the reason their app sees: only what the callback did. A failure of ours
+    (database, Redis, the secrets key) disables nothing and shows nothing to the app: it is
+    logged, and the task is marked failed for the operator (``shutterlog status``)."""
+    if not isinstance(error, CALLBACK_FAILURES):
+        log.error("webhook delivery to %s for app %s given up on an internal error, "
+                  "subscriptions left active: %s", payload["url"], payload["client_id"],
+                  type(error).__name__)
+        return
     reason = f"webhook delivery failed for good: {error}"[:500]
     for sub_id in sorted({int(u["subscription_id"]) for u in payload["updates"]}):
         shard = shard_of(sub_id)
@@ -141,5 +160,5 @@ def deliver(ctx: WorkerContext, payload: dict[str, Any]) -> None:
         log.info("webhook: %d updates delivered for subscriptions %s", len(live), ids)
         return
     if outcome == REFUSED:
-        raise TaskRefused(detail)
+        raise DeliveryRefused(detail)
     raise DeliveryFailed(detail)
