@@ -1,0 +1,125 @@
+"""Share-out tasks run in-process against the fake Mastodon (no worker pool, so each test
+decides when a task runs): a share or a deletion whose task finally fails on an unexpected
+error is recorded failed, not left pending."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import msgpack
+
+from server import catalog
+from server.config import load
+from server.db import Txn
+from server.domain.ids import shard_of
+from server.domain.media import MediaDeleted, MediaRendered, media_stream
+from server.domain.shareout import Outcome
+from server.store.shares import Share, shares_of
+from tests.integration.apiclient import Api
+from tests.integration.conftest import Env
+from tests.integration.mediakit import post
+from tests.integration.shareout.conftest import Fakes, linked_user, shares
+from workers.context import WorkerContext
+from workers.handlers.shareout import SHARE, UNSHARE, shareout
+from workers.tasks import run_task
+
+catalog.load()
+LEAK = "internal detail 7f3a"
+
+
+class Broken:
+    """A Mastodon target whose calls raise, as a bug or a lost database would: nothing the
+    service answered."""
+
+    name = "mastodon"
+    can_delete = True
+
+    def find_existing(self, *args: Any) -> Outcome | None:
+        return None
+
+    def post(self, *args: Any) -> Outcome:
+        raise RuntimeError(LEAK)
+
+    def delete(self, *args: Any) -> Outcome:
+        raise RuntimeError(LEAK)
+
+
+@contextmanager
+def worker(env: Env, fakes: Fakes, **settings: str) -> Iterator[WorkerContext]:
+    """A worker context pointed at the fakes, with ``settings`` (``SHUTTERLOG_*`` names
+    without the prefix)."""
+    overrides = {f"SHUTTERLOG_{k}": v for k, v in settings.items()}
+    ctx = WorkerContext.create(load(env=env.vars | fakes.env() | overrides,
+                                    search_default=False), name="shutterlog-test")
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def consume(ctx: WorkerContext, media_id: int, event_type: type) -> None:
+    """Run the ``shareout`` consumer on the medium's event of ``event_type``."""
+    events = ctx.store.read_stream(shard_of(media_id), media_stream(media_id))
+    shareout(ctx, [e for e in events if isinstance(e.data, event_type)])
+
+
+def task_of(env: Env, media_id: int, kind: str) -> int:
+    """The medium's one pending task of ``kind``."""
+    rows = env.router.database(shard_of(media_id)).run_interaction(
+        "tasks", Txn.fetchall, "SELECT id, payload FROM tasks WHERE kind = %s "
+        "AND state = 'pending'", (kind,))
+    [found] = [r[0] for r in rows if msgpack.unpackb(bytes(r[1]))["media_id"] == media_id]
+    return int(found)
+
+
+def row(env: Env, media_id: int) -> Share:
+    [share] = shares_of(env.router, [media_id])[media_id]
+    return share
+
+
+def posted_then_deleted(api: Api, fakes: Fakes, env: Env, ctx: WorkerContext,
+                        caption: str) -> tuple[int, str]:
+    """A medium shared to Mastodon (its share task run to the end), then deleted with its
+    ``unshare`` task queued; the medium and the remote status's id."""
+    _, token = linked_user(api, fakes, "mastodon")
+    media_id = int(post(api, token, caption, share_to="mastodon"))
+    consume(ctx, media_id, MediaRendered)
+    assert run_task(ctx, task_of(env, media_id, SHARE)) == "done"
+    remote_id = row(env, media_id).remote_id
+    assert row(env, media_id).state == "posted" and remote_id is not None
+    r = api.http.delete(f"/v1/media/{media_id}", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    consume(ctx, media_id, MediaDeleted)
+    return media_id, remote_id
+
+
+def test_a_share_whose_task_fails_for_good_shows_failed(api: Api, fakes: Fakes,
+                                                       module_env: Env) -> None:
+    """The share task raises until its tries are used up: the owner sees the share failed
+    with a generic message (no internals), not pending for ever."""
+    _, token = linked_user(api, fakes, "mastodon")
+    media_id = int(post(api, token, "Broken share", share_to="mastodon"))
+    with worker(module_env, fakes, WORKERS_TASK_ATTEMPTS="2") as ctx:
+        ctx.share_targets = {"mastodon": Broken()}  # type: ignore[dict-item]
+        consume(ctx, media_id, MediaRendered)
+        task = task_of(module_env, media_id, SHARE)
+        assert [run_task(ctx, task) for _ in range(2)] == ["retry", "failed"]
+    found = shares(api, token, str(media_id))["mastodon"]
+    assert found["state"] == "failed" and found["remote_id"] is None
+    assert found["error"] == "the share failed on an internal error"
+
+
+def test_a_deletion_whose_task_fails_for_good_is_delete_failed(api: Api, fakes: Fakes,
+                                                               module_env: Env) -> None:
+    """The unshare task raises until its tries are used up: the row ends delete_failed with
+    a generic message, not deleting for ever."""
+    with worker(module_env, fakes, WORKERS_TASK_ATTEMPTS="2") as ctx:
+        media_id, _ = posted_then_deleted(api, fakes, module_env, ctx, "Broken unshare")
+        ctx.share_targets = {"mastodon": Broken()}  # type: ignore[dict-item]
+        task = task_of(module_env, media_id, UNSHARE)
+        assert [run_task(ctx, task) for _ in range(2)] == ["retry", "failed"]
+    share = row(module_env, media_id)
+    assert share.state == "delete_failed"
+    assert share.error == "the deletion failed on an internal error: the post stays"
