@@ -1,5 +1,6 @@
 """Durable chunk tasks: a task lost from gearmand runs anyway; a task never runs twice at once;
-a kind's own retry schedule and give-up hook; RetryTask uses no attempt; a task whose worker died runs again elsewhere."""
+a kind's own retry schedule and give-up hook; RetryTask uses no attempt; a task whose worker
+died runs again elsewhere."""
 
 from __future__ import annotations
 
