@@ -77,8 +77,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _payload(media_id: int, event_id: int, service: str) -> bytes:
-    return packed([{"media_id": media_id, "service": service, "event_id": event_id}])[0]
+def _payload(media_id: int, event_id: int, service: str, since_ms: int | None = None) -> bytes:
+    """A task's payload; ``since_ms``: when an ``unshare`` task's row became ``deleting``
+    (the start of ``shareout.give_up_after``, which the row's ``updated_ms`` is not: every
+    retry re-records the row)."""
+    data: dict[str, Any] = {"media_id": media_id, "service": service, "event_id": event_id}
+    if since_ms is not None:
+        data["since_ms"] = since_ms
+    return packed([data])[0]
 
 
 @consumer("shareout", "MediaRendered", "MediaDeleted", batch_size=100, side_effect=True,
@@ -105,9 +111,10 @@ def shareout(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
 
 def _unshare(ctx: WorkerContext, media_id: int) -> list[int]:
     """Queue the deletion of the medium's posted shares; the new tasks' ids."""
+    now = now_ms()
     return ctx.router.database(shard_of(media_id)).run_interaction(
-        "unshare", shares.unshare_txn, media_id, now_ms(), UNSHARE,
-        partial(_payload, media_id, 0), ctx.config.workers.task_lease)
+        "unshare", shares.unshare_txn, media_id, now, UNSHARE,
+        partial(_payload, media_id, 0, since_ms=now), ctx.config.workers.task_lease)
 
 
 # --- the tasks -------------------------------------------------------------------------------
@@ -179,7 +186,9 @@ def unshare(ctx: WorkerContext, payload: dict[str, Any]) -> None:
                else Failed(f"{service} posts cannot be deleted"))
     log.info("shareout: delete of medium %d on %s: %s", media_id, service,
              type(outcome).__name__)
-    _settle(ctx, ledger, row, outcome, link, "delete_failed", row.updated_ms)
+    # tasks queued before since_ms existed: the row's last change, as before
+    _settle(ctx, ledger, row, outcome, link, "delete_failed",
+            payload.get("since_ms", row.updated_ms))
 
 
 def linked(ctx: WorkerContext, owner: int, service: str

@@ -1,6 +1,7 @@
 """Share-out tasks run in-process against the fake Mastodon (no worker pool, so each test
 decides when a task runs): a share or a deletion whose task finally fails on an unexpected
-error is recorded failed, not left pending."""
+error is recorded failed, not left pending; a deletion the service keeps refusing gives up
+``shareout.give_up_after`` after it began, however often it was retried."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from server.domain.ids import shard_of
 from server.domain.media import MediaDeleted, MediaRendered, media_stream
 from server.domain.shareout import Outcome
 from server.store.shares import Share, shares_of
+from tests.fakes.http import Reply
+from tests.helpers import wait_for
 from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
 from tests.integration.mediakit import post
@@ -123,3 +126,23 @@ def test_a_deletion_whose_task_fails_for_good_is_delete_failed(api: Api, fakes: 
     share = row(module_env, media_id)
     assert share.state == "delete_failed"
     assert share.error == "the deletion failed on an internal error: the post stays"
+
+
+def test_a_deletion_refused_again_and_again_gives_up_in_time(api: Api, fakes: Fakes,
+                                                            module_env: Env) -> None:
+    """Mastodon answers every delete 503 (Retry-After: 1): retried each second, the deletion
+    is recorded delete_failed once shareout.give_up_after (2.5 s) has run from its start,
+    though every retry re-records the row (the backoff alone would go on for ~14 tries)."""
+    with worker(module_env, fakes, SHAREOUT_GIVE_UP_AFTER="2.5", SHAREOUT_RETRY_BASE="0.0001",
+                SHAREOUT_MAX_ATTEMPTS="1000") as ctx:
+        media_id, remote_id = posted_then_deleted(api, fakes, module_env, ctx, "Stubborn")
+        path = f"/api/v1/statuses/{remote_id}"
+        fakes.mastodon.script("DELETE", path, *[Reply(503, body=b"busy",
+                                                      headers={"Retry-After": "1"})] * 30)
+        task = task_of(module_env, media_id, UNSHARE)
+        wait_for(lambda: run_task(ctx, task) == "done", 8, "the deletion to give up")
+    share = row(module_env, media_id)
+    assert share.state == "delete_failed" and share.error is not None
+    assert share.error.startswith("gave up after")
+    assert 2 <= len(fakes.mastodon.received("DELETE", path)) <= 4
+    assert remote_id in fakes.mastodon.statuses
