@@ -1,7 +1,8 @@
 """Share-out tasks run in-process against the fake Mastodon (no worker pool, so each test
 decides when a task runs): a share or a deletion whose task finally fails on an unexpected
 error is recorded failed, not left pending; a deletion the service keeps refusing gives up
-``shareout.give_up_after`` after it began, however often it was retried."""
+``shareout.give_up_after`` after it began, however often it was retried; both contexts close
+the targets' HTTP client."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from typing import Any
 
 import msgpack
 
+from twisted.python.threadpool import ThreadPool
+
 from server import catalog
 from server.config import load
+from server.context import ServiceContext
 from server.db import Txn
 from server.domain.ids import shard_of
 from server.domain.media import MediaDeleted, MediaRendered, media_stream
@@ -146,3 +150,15 @@ def test_a_deletion_refused_again_and_again_gives_up_in_time(api: Api, fakes: Fa
     assert share.error.startswith("gave up after")
     assert 2 <= len(fakes.mastodon.received("DELETE", path)) <= 4
     assert remote_id in fakes.mastodon.statuses
+
+
+def test_both_contexts_close_the_targets_http_client(module_env: Env) -> None:
+    """The workers' and the service's context close the HTTP client their share-out targets
+    share."""
+    contexts = (WorkerContext.create(module_env.config, name="shutterlog-test"),
+                ServiceContext.create(module_env.config, None, ThreadPool()))
+    for ctx in contexts:
+        client = ctx.share_http
+        assert all(vars(t)["http"] is client for t in ctx.share_targets.values())
+        ctx.close()
+        assert client.is_closed
