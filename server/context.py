@@ -105,6 +105,7 @@ class ServiceContext(SharingContext):
         return deferToThreadPool(self.reactor, self.pool, fn, *args, **kwargs)
 
     def close(self) -> None:
+        self.close_sharing()
         if "geo" in self.__dict__:
             self.geo.close()
         self.router.close()

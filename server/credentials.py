@@ -6,7 +6,14 @@ from tokens under the old key, so rotation appends a new ``AccountLinked`` for e
 whose token is not under the newest key: same user, service and account, the credentials
 re-sealed (``CredentialCipher.rotate``). The log's latest word on every link is then
 readable with the new key alone, and the old key can be dropped. A link changed meanwhile
-(re-linked, unlinked) is left alone: its stream moved on.
+is decided again from its latest state (an append that lost the race to a re-link retries
+the transaction): an unlinked one is left alone, a re-linked one is re-sealed if it is still
+under an older key. One that keeps changing through every retry is skipped and reported (run
+the command again), so one busy user never aborts the run.
+
+Rotation protects what is written from now on; it cannot rewrite history: the older
+``AccountLinked`` events of the append-only log keep their credentials sealed under the old
+key. After a LEAKED key, revoke the linked credentials at the services and link again.
 """
 
 from __future__ import annotations
@@ -14,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.crypto import CredentialCipher
-from server.db import Txn
+from server.db import RetryTransaction, Txn
 from server.domain.links import AccountLinked, Link, link_stream
-from server.domain.log import AppendRequest, NewEvent
+from server.domain.log import AppendRequest, NewEvent, StreamConflict
 from server.domain.shards import schema_name
 from server.shards import ShardRouter
 from server.store import links
@@ -27,12 +34,16 @@ from server.store.events import PostgresEventStore
 class Rotation:
     checked: int
     rotated: int
+    #: Links that changed during every try (``user <id> <service>``): run rotate again.
+    skipped: tuple[str, ...] = ()
 
 
 def rotate_all(store: PostgresEventStore, router: ShardRouter, cipher: CredentialCipher,
                dry_run: bool = False) -> Rotation:
-    """Re-seal every link not under the newest key; how many were checked and rotated."""
+    """Re-seal every link not under the newest key; how many were checked and rotated, and
+    which were skipped."""
     checked = rotated = 0
+    skipped: list[str] = []
     for db in router.databases():
         for shard in router.shards_of(db):
             for link in db.run_interaction("links_of_shard", links.shard_links_txn,
@@ -40,20 +51,31 @@ def rotate_all(store: PostgresEventStore, router: ShardRouter, cipher: Credentia
                 checked += 1
                 if cipher.is_current(link.credentials):
                     continue
-                if dry_run or db.run_interaction("rotate_link", _rotate_txn, store, cipher,
-                                                 shard, link):
+                if dry_run:
                     rotated += 1
-    return Rotation(checked, rotated)
+                    continue
+                try:
+                    rotated += db.run_interaction("rotate_link", _rotate_txn, store, cipher,
+                                                  shard, link)
+                except RetryTransaction:
+                    skipped.append(f"user {link.user_id} {link.service}")
+    return Rotation(checked, rotated, tuple(skipped))
 
 
 def _rotate_txn(txn: Txn, store: PostgresEventStore, cipher: CredentialCipher, shard: int,
                 link: Link) -> bool:
+    """Re-seal the link's latest credentials, decided on its state read now; a lost race
+    (someone appended to its stream meanwhile) runs this again."""
     current = links.link_txn(txn, link.user_id, link.service)
-    if current is None or current.link_id != link.link_id:
+    if current is None or cipher.is_current(current.credentials):
         return False
     stream = link_stream(link.user_id, link.service)
-    event = AccountLinked(user_id=link.user_id, service=link.service, account=link.account,
+    event = AccountLinked(user_id=link.user_id, service=link.service, account=current.account,
                           credentials=cipher.rotate(current.credentials))
-    store.append_txn(txn, [AppendRequest(shard, stream, (NewEvent(event, actor=link.user_id),),
-                                         expected_version=store.stream_version_txn(txn, stream))])
+    try:
+        store.append_txn(txn, [AppendRequest(
+            shard, stream, (NewEvent(event, actor=link.user_id),),
+            expected_version=store.stream_version_txn(txn, stream))])
+    except StreamConflict as e:
+        raise RetryTransaction(str(e)) from e
     return True

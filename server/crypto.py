@@ -15,6 +15,10 @@ Rotation, with no downtime:
    re-seals every linked account's credentials with ``CredentialCipher.rotate``.
 4. Drop the old key from the list.
 
+This protects what is written from now on. The older ``AccountLinked`` events stay in the
+append-only log sealed under the old key, so after a LEAKED key, also revoke the linked
+credentials at the services and link the accounts again.
+
 Tokens never appear in logs, and neither do keys: ``config show`` masks the setting.
 """
 

@@ -88,6 +88,7 @@ class WorkerContext(SharingContext):
         return push_providers(self.config)
 
     def close(self) -> None:
+        self.close_sharing()
         if "geo" in self.__dict__:
             self.geo.close()
         if "outbound" in self.__dict__:

@@ -185,7 +185,7 @@ def run_task(ctx: WorkerContext, task_id: int, registry: TaskHandlers = TASKS) -
     finally:
         heartbeat.kill()
     if isinstance(error, RetryTask):
-        store.finish(lease, str(error), max(0.0, error.delay))
+        store.finish(lease, str(error), max(0.0, error.delay), count_attempt=False)
         log.info("task %d (%s) again in %.1fs: %s", task_id, lease.kind, error.delay, error)
         metrics.TASKS.labels(lease.kind, "retry").inc()
         return "retry"

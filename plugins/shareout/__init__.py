@@ -24,6 +24,8 @@ from server.domain.shareout import (
 )
 
 if TYPE_CHECKING:
+    import httpx
+
     from server.config import Config
     from server.crypto import CredentialCipher
 
@@ -128,22 +130,29 @@ class MemoryLedger:
         self.entries[key] = result
 
 
-def build_targets(config: Config) -> dict[str, IShareTarget]:
-    """One target per service, sharing one outbound-safe HTTP client (``server.outbound``)."""
+def share_client(config: Config) -> httpx.Client:
+    """The outbound-safe HTTP client the targets share (``server.outbound``)."""
+    from server.outbound import policy_from, safe_client
+
+    return safe_client(
+        policy_from(config),
+        timeout=config.outbound.timeout,
+        max_redirects=config.outbound.max_redirects,
+        headers={"User-Agent": "shutterlog-shareout/1"},
+    )
+
+
+def build_targets(config: Config, http: httpx.Client) -> dict[str, IShareTarget]:
+    """One target per service, all sharing ``http`` (made by ``share_client``; the caller
+    closes it)."""
     from plugins.shareout.facebook import FacebookTarget
     from plugins.shareout.mastodon import MastodonTarget
     from plugins.shareout.twitter import TwitterTarget
     from plugins.shareout.webhook import WebhookTarget
     from server.domain.shareout import PollSchedule
-    from server.outbound import policy_from, safe_client
+    from server.outbound import policy_from
 
     policy = policy_from(config)
-    http = safe_client(
-        policy,
-        timeout=config.outbound.timeout,
-        max_redirects=config.outbound.max_redirects,
-        headers={"User-Agent": "shutterlog-shareout/1"},
-    )
     polls = PollSchedule(budget=config.shareout.media_poll_seconds)
     targets: list[IShareTarget] = [
         MastodonTarget(http, policy, config.shareout.mastodon_max_characters, polls=polls),
@@ -168,6 +177,17 @@ class SharingContext:
         return CredentialCipher.from_config(self.config)
 
     @cached_property
+    def share_http(self) -> httpx.Client:
+        """The outbound-safe HTTP client of the share-out targets."""
+        return share_client(self.config)
+
+    @cached_property
     def share_targets(self) -> dict[str, IShareTarget]:
-        """The share-out targets by service name, sharing one outbound-safe HTTP client."""
-        return build_targets(self.config)
+        """The share-out targets by service name, sharing ``share_http``."""
+        return build_targets(self.config, self.share_http)
+
+    def close_sharing(self) -> None:
+        """Close the targets' HTTP client, if it was made (the context's ``close`` calls
+        this)."""
+        if "share_http" in self.__dict__:
+            self.share_http.close()

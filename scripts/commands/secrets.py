@@ -51,5 +51,7 @@ def _rotate(args: argparse.Namespace) -> int:
     finally:
         router.close()
     verb = "would re-encrypt" if args.dry_run else "re-encrypted"
+    for link in done.skipped:
+        say(f"skipped {link}: the link changed during every try; run rotate again")
     say(f"checked {done.checked} linked account(s): {verb} {done.rotated}")
     return 0

@@ -108,6 +108,17 @@ def record_txn(txn: Txn, media_id: int, service: str, now_ms: int, **fields: Any
         (*[fields[n] for n in names], now_ms, media_id, service))
 
 
+def give_up_txn(txn: Txn, media_id: int, service: str, now_ms: int, states: Iterable[str],
+                state: str, error: str) -> bool:
+    """Record the row ``state`` with ``error`` if it is still in one of ``states`` (a task
+    that gave up must not overwrite what a later run recorded); whether it was."""
+    return txn.fetchone(
+        f"UPDATE {schema_name(shard_of(media_id))}.shares SET state = %s, error = %s, "
+        "next_ms = NULL, updated_ms = %s "
+        "WHERE media_id = %s AND service = %s AND state = ANY(%s) RETURNING 1",
+        (state, error, now_ms, media_id, service, list(states))) is not None
+
+
 def shares_of(router: IShardRouter, media_ids: Iterable[int]) -> dict[int, list[Share]]:
     """The ledger rows of ``media_ids``, by medium: one query per physical database."""
     out: dict[int, list[Share]] = {}
@@ -139,6 +150,11 @@ class ShareLedger:
     def record(self, **fields: Any) -> None:
         self.db.run_interaction("record_share", record_txn, self.media_id, self.service,
                                 self.clock_ms(), **fields)
+
+    def give_up(self, states: Iterable[str], state: str, error: str) -> bool:
+        """``give_up_txn`` on this row."""
+        return self.db.run_interaction("give_up_share", give_up_txn, self.media_id,
+                                       self.service, self.clock_ms(), states, state, error)
 
     def get(self, key: str) -> Posted | bool | None:
         found = self.row()

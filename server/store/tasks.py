@@ -66,9 +66,12 @@ class TaskStore:
         ))
         return Lease(task_id, row[0], bytes(row[1]), row[2]) if row else None
 
-    def finish(self, lease: Lease, error: str | None = None, retry_in: float | None = None) -> bool:
+    def finish(self, lease: Lease, error: str | None = None, retry_in: float | None = None,
+               count_attempt: bool = True) -> bool:
         """End a lease: done (no ``error``), pending again after ``retry_in`` seconds, or
-        failed for good. False if the lease was lost (another worker took the task over)."""
+        failed for good. False if the lease was lost (another worker took the task over).
+        With ``count_attempt`` False the lease gives back the attempt it took (a retry the
+        handler asked for, which must not use up the kind's schedule)."""
         args: tuple[object, ...]
         if error is None:
             sql, args = "state = 'done', done_at = now(), last_error = NULL", ()
@@ -77,6 +80,8 @@ class TaskStore:
             args = (retry_in, error[:2000])
         else:
             sql, args = "state = 'failed', done_at = now(), last_error = %s", (error[:2000],)
+        if not count_attempt:
+            sql += ", attempts = attempts - 1"
         db = database_of_id(self.router, lease.id)
         assert db is not None
         return bool(db.run_interaction("finish_task", lambda txn: txn.fetchone(

@@ -1,5 +1,6 @@
 """Durable chunk tasks: a task lost from gearmand runs anyway; a task never runs twice at once;
-a kind's own retry schedule and give-up hook; a task whose worker died runs again elsewhere."""
+a kind's own retry schedule and give-up hook; RetryTask uses no attempt; a task whose worker
+died runs again elsewhere."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from workers import gearman
 from workers.context import WorkerContext
 from workers.gearman import GearmanClient
 from workers.jobs import task_function
-from workers.tasks import TaskHandlers, TaskRefused, run_task, submit_tasks
+from workers.tasks import RetryTask, TaskHandlers, TaskRefused, run_task, submit_tasks
 
 
 def runs(env: Env) -> list[bytes]:
@@ -96,6 +97,29 @@ def test_a_kind_retries_on_its_schedule_then_gives_up(env: Env) -> None:
     assert gave_up == [({"n": 1}, "down")] and state(store, failing) == ("failed", 2)
     assert run_task(ctx, refused, registry) == "failed"
     assert gave_up[1:] == [({"n": 2}, "gone for good")] and state(store, refused) == ("failed", 1)
+
+
+def test_retry_task_does_not_use_up_the_schedule(env: Env) -> None:
+    """Runs ending in RetryTask give their attempt back: after several of them, a plain
+    failure is still retried on the kind's schedule instead of failing at once."""
+    registry = TaskHandlers()
+    ran: list[int] = []
+
+    def throttled(_ctx: WorkerContext, payload: object) -> None:
+        ran.append(1)
+        if len(ran) <= 3:
+            raise RetryTask(0, "429 from the service")
+        raise RuntimeError("database blip")
+
+    registry.add("t_throttled", throttled,
+                 schedule=lambda _cfg, attempt: 0.0 if attempt < 2 else None)
+    store = TaskStore(env.router)
+    [task] = store.insert(5, "t_throttled", [msgpack.packb({"n": 3})], grace=60)
+    ctx = WorkerContext(env.config, env.router, env.store, env.redis)
+    assert [run_task(ctx, task, registry) for _ in range(3)] == ["retry"] * 3
+    assert state(store, task) == ("pending", 0)
+    assert run_task(ctx, task, registry) == "retry" and state(store, task) == ("pending", 1)
+    assert run_task(ctx, task, registry) == "failed" and state(store, task) == ("failed", 2)
 
 
 def test_a_task_whose_worker_died_runs_again_after_its_lease(env: Env) -> None:

@@ -11,7 +11,13 @@ import pytest
 
 from zope.interface.verify import verifyObject
 
-from plugins.shareout import IShareLedger, IShareTarget, MemoryLedger, build_targets
+from plugins.shareout import (
+    IShareLedger,
+    IShareTarget,
+    MemoryLedger,
+    build_targets,
+    share_client,
+)
 from server.config import load
 from server.domain.shareout import (
     CredentialDead,
@@ -35,10 +41,11 @@ NOW = 1_700_000_000.0
 def test_every_target_provides_the_interface(tmp_path) -> None:
     """Each configured target is an IShareTarget; the memory ledger is an IShareLedger."""
     config = load(env={"SHUTTERLOG_VAR": str(tmp_path)}, search_default=False)
-    targets = build_targets(config)
-    assert sorted(targets) == ["facebook", "mastodon", "twitter", "webhook"]
-    for name, target in targets.items():
-        assert verifyObject(IShareTarget, target) and target.name == name
+    with share_client(config) as http:
+        targets = build_targets(config, http)
+        assert sorted(targets) == ["facebook", "mastodon", "twitter", "webhook"]
+        for name, target in targets.items():
+            assert verifyObject(IShareTarget, target) and target.name == name
     assert verifyObject(IShareLedger, MemoryLedger())
 
 

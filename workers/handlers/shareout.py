@@ -21,6 +21,10 @@ killed mid-share, a lost lease) never posts twice. Outcomes:
   (reason ``credential_dead``; the ``activity`` consumer tells the user);
 - ``Failed``: recorded ``failed`` with the service's message.
 
+A task that fails for good on an unexpected error (its ``workers.task_attempts`` used up)
+records the share ``failed`` (a deletion ``delete_failed``) with a generic message, through
+its kind's ``give_up`` hook, so the owner never sees it pending for ever.
+
 Declared ``side_effect``: a replay of projections never runs it (a replay must never post).
 ``from_head``: deployed on a system with history, it does not post media uploaded before it
 existed. Policy SKIP: one medium that cannot be queued does not hold up the shard.
@@ -73,8 +77,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _payload(media_id: int, event_id: int, service: str) -> bytes:
-    return packed([{"media_id": media_id, "service": service, "event_id": event_id}])[0]
+def _payload(media_id: int, event_id: int, service: str, since_ms: int | None = None) -> bytes:
+    """A task's payload; ``since_ms``: when an ``unshare`` task's row became ``deleting``
+    (the start of ``shareout.give_up_after``, which the row's ``updated_ms`` is not: every
+    retry re-records the row)."""
+    data: dict[str, Any] = {"media_id": media_id, "service": service, "event_id": event_id}
+    if since_ms is not None:
+        data["since_ms"] = since_ms
+    return packed([data])[0]
 
 
 @consumer("shareout", "MediaRendered", "MediaDeleted", batch_size=100, side_effect=True,
@@ -101,18 +111,38 @@ def shareout(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
 
 def _unshare(ctx: WorkerContext, media_id: int) -> list[int]:
     """Queue the deletion of the medium's posted shares; the new tasks' ids."""
+    now = now_ms()
     return ctx.router.database(shard_of(media_id)).run_interaction(
-        "unshare", shares.unshare_txn, media_id, now_ms(), UNSHARE,
-        partial(_payload, media_id, 0), ctx.config.workers.task_lease)
+        "unshare", shares.unshare_txn, media_id, now, UNSHARE,
+        partial(_payload, media_id, 0, since_ms=now), ctx.config.workers.task_lease)
 
 
 # --- the tasks -------------------------------------------------------------------------------
 
 
-@task_handler(SHARE)
+def _ledger(ctx: WorkerContext, payload: dict[str, Any]) -> ShareLedger:
+    media_id = payload["media_id"]
+    return ShareLedger(ctx.router.database(shard_of(media_id)), media_id, payload["service"],
+                       now_ms)
+
+
+def _share_given_up(ctx: WorkerContext, payload: dict[str, Any], error: object) -> None:
+    """The ``share`` task failed for good on an unexpected error (``error``, not shown: it
+    may carry internals): the owner sees the share failed, not pending for ever."""
+    _ledger(ctx, payload).give_up(PENDING, "failed", "the share failed on an internal error")
+
+
+def _unshare_given_up(ctx: WorkerContext, payload: dict[str, Any], error: object) -> None:
+    """The ``unshare`` task failed for good on an unexpected error: the deletion is recorded
+    failed (the post stays)."""
+    _ledger(ctx, payload).give_up(("deleting",), "delete_failed",
+                                  "the deletion failed on an internal error: the post stays")
+
+
+@task_handler(SHARE, give_up=_share_given_up)
 def share(ctx: WorkerContext, payload: dict[str, Any]) -> None:
     media_id, service = payload["media_id"], payload["service"]
-    ledger = ShareLedger(ctx.router.database(shard_of(media_id)), media_id, service, now_ms)
+    ledger = _ledger(ctx, payload)
     row = ledger.row()
     if row is None or row.state not in PENDING:
         return  # done by an earlier run of this task
@@ -138,10 +168,10 @@ def share(ctx: WorkerContext, payload: dict[str, Any]) -> None:
             submit_jobs(ctx, _unshare(ctx, media_id))
 
 
-@task_handler(UNSHARE)
+@task_handler(UNSHARE, give_up=_unshare_given_up)
 def unshare(ctx: WorkerContext, payload: dict[str, Any]) -> None:
     media_id, service = payload["media_id"], payload["service"]
-    ledger = ShareLedger(ctx.router.database(shard_of(media_id)), media_id, service, now_ms)
+    ledger = _ledger(ctx, payload)
     row = ledger.row()
     if row is None or row.state != "deleting" or row.remote_id is None:
         return
@@ -156,7 +186,9 @@ def unshare(ctx: WorkerContext, payload: dict[str, Any]) -> None:
                else Failed(f"{service} posts cannot be deleted"))
     log.info("shareout: delete of medium %d on %s: %s", media_id, service,
              type(outcome).__name__)
-    _settle(ctx, ledger, row, outcome, link, "delete_failed", row.updated_ms)
+    # tasks queued before since_ms existed: the row's last change, as before
+    _settle(ctx, ledger, row, outcome, link, "delete_failed",
+            payload.get("since_ms", row.updated_ms))
 
 
 def linked(ctx: WorkerContext, owner: int, service: str

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable, Sequence
 
 import pytest
 
+from server.config import load
+from server.credentials import rotate_all
 from server.crypto import CredentialCipher, generate_key
 from server.db import Txn
 from server.domain.events import EVENTS
 from server.domain.ids import shard_of
 from server.domain.links import AccountLinked, AccountUnlinked, link_stream
+from server.domain.log import AppendRequest, AppendResult, StreamConflict
 from server.domain.shareout import Credentials
 from server.store import links
+from server.store.events import PostgresEventStore
 from tests.fakes.http import Reply
 from tests.helpers import REPO, scrubbed_env
 from tests.integration.apiclient import Api
@@ -31,6 +36,8 @@ from tests.integration.shareout.conftest import (
 )
 
 SERVICES = ("mastodon", "twitter", "facebook", "webhook")
+#: The key the rotation tests put first (one for the module: a rotation re-seals every link).
+NEW_KEY = generate_key()
 
 
 def link_events(env: Env) -> list[tuple[str, bytes]]:
@@ -201,9 +208,8 @@ def test_rotation_reseals_every_link_under_the_new_key(api: Api, fakes: Fakes,
     per link, which the new key alone opens; the link keeps working; a second run finds
     nothing to do."""
     user, token = linked_user(api, fakes, "twitter", "webhook")
-    new_key = generate_key()
     env = scrubbed_env(module_env.vars | {"SHUTTERLOG_SECRETS_ENCRYPTION_KEYS":
-                                          f"{new_key};master"})
+                                          f"{NEW_KEY};master"})
 
     def rotate() -> str:
         done = subprocess.run(cli("secrets", "rotate"), env=env, cwd=REPO, capture_output=True,
@@ -213,7 +219,7 @@ def test_rotation_reseals_every_link_under_the_new_key(api: Api, fakes: Fakes,
 
     assert re.search(r"re-encrypted [1-9]", rotate())
     assert rotate().strip().endswith("re-encrypted 0")
-    only_new = CredentialCipher([new_key.encode()])
+    only_new = CredentialCipher([NEW_KEY.encode()])
     shard = shard_of(int(user["id"]))
     found = module_env.router.database(shard).run_interaction(
         "links", links.links_txn, int(user["id"]))
@@ -224,3 +230,71 @@ def test_rotation_reseals_every_link_under_the_new_key(api: Api, fakes: Fakes,
         assert isinstance(latest[-1].data, AccountLinked)
         assert latest[-1].data.credentials == row.credentials and len(latest) == 2
     assert len(api.get("/v1/users/self/linked_accounts", token).json()["data"]) == 2
+
+
+class Racing(PostgresEventStore):
+    """The event store, but an append to ``stream`` first runs ``race`` (while the rotation's
+    transaction is open, as another writer would), then appends."""
+
+    def __init__(self, env: Env, stream: str, race: Callable[[], None]) -> None:
+        super().__init__(env.router)
+        self.stream, self.race, self.raced = stream, race, 0
+
+    def append_txn(self, txn: Txn, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        if any(r.stream == self.stream for r in requests):
+            self.raced += 1
+            self.race()
+        return super().append_txn(txn, requests)
+
+
+def rotating(env: Env) -> tuple[CredentialCipher, CredentialCipher]:
+    """A cipher with a new key first (as ``secrets rotate`` runs), and one of the new key."""
+    config = load(env=env.vars | {"SHUTTERLOG_SECRETS_ENCRYPTION_KEYS": f"{NEW_KEY};master"},
+                  search_default=False)
+    return CredentialCipher.from_config(config), CredentialCipher([NEW_KEY.encode()])
+
+
+def test_rotation_decides_again_when_the_user_relinks_meanwhile(api: Api, fakes: Fakes,
+                                                                module_env: Env) -> None:
+    """The user re-links X while rotation is re-sealing that link: the append conflicts, the
+    rotation re-reads the new link and re-seals it instead of aborting the run."""
+    user, token = linked_user(api, fakes, "twitter")
+    uid, shard = int(user["id"]), shard_of(int(user["id"]))
+    stream = link_stream(uid, "twitter")
+    relinked = False
+
+    def relink() -> None:
+        nonlocal relinked
+        if not relinked:
+            relinked = True
+            assert link(api, token, "twitter", fakes.fields("twitter")).status_code == 200
+
+    cipher, only_new = rotating(module_env)
+    store = Racing(module_env, stream, relink)
+    done = rotate_all(store, module_env.router, cipher)
+    assert store.raced == 2 and done.skipped == () and done.rotated >= 1
+    events = module_env.store.read_stream(shard, stream)
+    assert [type(e.data) for e in events] == [AccountLinked] * 3
+    current = module_env.router.database(shard).run_interaction(
+        "link", links.link_txn, uid, "twitter")
+    assert current is not None and current.link_id == events[-1].id
+    assert Credentials.from_json(only_new.decrypt(current.credentials)).secret_values()
+
+
+def test_rotation_skips_a_link_that_keeps_changing_and_goes_on(api: Api, fakes: Fakes,
+                                                               module_env: Env) -> None:
+    """A link whose stream moves on at every try is skipped and named; the user's other
+    link is still re-sealed."""
+    user, _ = linked_user(api, fakes, "twitter", "webhook")
+    uid, shard = int(user["id"]), shard_of(int(user["id"]))
+
+    def conflict() -> None:
+        raise StreamConflict(link_stream(uid, "twitter"), 1, 2)
+
+    cipher, only_new = rotating(module_env)
+    done = rotate_all(Racing(module_env, link_stream(uid, "twitter"), conflict),
+                      module_env.router, cipher)
+    assert done.skipped == (f"user {uid} twitter",)
+    hook = module_env.router.database(shard).run_interaction(
+        "link", links.link_txn, uid, "webhook")
+    assert hook is not None and only_new.decrypt(hook.credentials)
