@@ -303,16 +303,20 @@ class PostgresEventStore:
                                         max_buffer_size=max(len(blob), 1024 * 1024))
             unpacker.feed(blob)
             decode, record = self.registry.decode_map, _record
+            last = (-1, -1)
             for i, data in enumerate(unpacker):
-                kind, sv, id_ = kinds[i], svs[i], ids[i]
+                kind, sv, id_, txid = kinds[i], svs[i], ids[i], int(txids[i])
+                if (txid, id_) <= last:
+                    raise RuntimeError(f"shard {shard}: bulk page out of log order at {id_}")
+                last = (txid, id_)
                 try:
                     event = decode(kind, sv, data)
                 except EventSchemaError as e:
-                    raise UnreadableEvent(id_, Position(int(txids[i]), id_), e) from e
+                    raise UnreadableEvent(id_, Position(txid, id_), e) from e
                 meta = metas[i]
                 events.append(record(
                     id_, shard, streams[i], versions[i], kind, actors[i], event,
-                    {} if meta == "{}" else json.loads(meta), created[i], int(txids[i])))
+                    {} if meta == "{}" else json.loads(meta), created[i], txid))
         nxt = Position(int(last_txid), last_id) if scanned else after
         more = scanned == limit
         if not more:
