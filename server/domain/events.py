@@ -283,6 +283,8 @@ def _inline(hint: Any, value: str) -> str | None:
         return f"type({value}) is {_EXACT[hint]}"
     if hint is bool:
         return f"({value} is True or {value} is False)"
+    if hint is float:
+        return f"(type({value}) is float or type({value}) is int)"
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
         if len(args) == 2 and type(None) in args:
@@ -294,6 +296,11 @@ def _inline(hint: Any, value: str) -> str | None:
         if len(args) == 2 and args[1] is Ellipsis and args[0] in _EXACT:
             return (f"(isinstance({value}, tuple) and "
                     f"set(map(type, {value})) <= {{{_EXACT[args[0]]}}})")
+    if typing.get_origin(hint) is dict:
+        key, item = typing.get_args(hint) or (None, None)
+        if key is str and item in _EXACT:
+            return (f"(isinstance({value}, dict) and set(map(type, {value})) <= {{str}} and "
+                    f"set(map(type, {value}.values())) <= {{{_EXACT[item]}}})")
     return None
 
 

@@ -98,6 +98,27 @@ def test_the_fast_path_builds_the_declared_event() -> None:
     assert built == Liked(media_id=1, user_id=2, source="b", tags=(), extra={"k": 3})
 
 
+@REG.event("Placed")
+class Placed(Event):
+    lat: float | None
+    names: dict[str, str]
+
+
+@pytest.mark.parametrize("lat, names, ok", [
+    (1.5, {"a": "b"}, True), (2, {}, True), (None, {"a": "b"}, True),
+    ("1.5", {}, False), (True, {}, False), (1.0, {"a": 1}, False), (1.0, {1: "a"}, False),
+])
+def test_the_fast_path_checks_floats_and_maps(lat: object, names: dict, ok: bool) -> None:
+    """Floats take ints too (never bools or strings); maps are checked key and value."""
+    payload = msgpack.packb({"lat": lat, "names": names}, strict_types=False)
+    if ok:
+        assert REG.decode_map("Placed", 1, msgpack.unpackb(payload, strict_map_key=False)) \
+            == Placed(lat=lat, names=names)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(EventSchemaError, match="bad value"):
+            REG.decode_map("Placed", 1, msgpack.unpackb(payload, strict_map_key=False))
+
+
 def test_garbage_and_future_versions_are_errors() -> None:
     """Bytes that are not a msgpack map, and versions newer than the code, are refused."""
     reg = REG
