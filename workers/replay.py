@@ -38,7 +38,7 @@ from typing import Protocol
 
 from server.db import Database, Txn
 from server.domain.checkpoints import lock_key
-from server.domain.log import ORIGIN, Position
+from server.domain.log import ORIGIN, Position, RecordedEvent
 from server.domain.replay import Difference, Progress, ReplayUsageError, Spec
 from server.store import consumers as cstore
 from server.store import replay as store
@@ -55,6 +55,18 @@ PAGE = 5000
 PARALLEL = 4
 #: Longest pause while an older open transaction hides the events that follow (seconds).
 MAX_BLOCKED_PAUSE = 0.2
+
+
+def _wanted(events: list[RecordedEvent], after: Position, mine: frozenset[str],
+            read: frozenset[str]) -> list[RecordedEvent]:
+    """The events of a page (in log order) after ``after`` of the types ``mine`` (a build's),
+    the page having been read for the types ``read``."""
+    k = 0
+    while k < len(events) and events[k].position <= after:
+        k += 1
+    if mine >= read:
+        return events[k:] if k else events
+    return [e for e in events[k:] if e.type in mine]
 
 
 class Reporter(Protocol):
@@ -325,8 +337,7 @@ class Replayer:
                 ahead = self._reader.submit(self.ctx.store.read_page_bulk, shard, nxt, PAGE,
                                             types)
             for i in items:
-                after = i.positions.get(shard, ORIGIN)
-                wanted = [e for e in events if e.position > after and e.type in i.build.types]
+                wanted = _wanted(events, i.positions.get(shard, ORIGIN), i.build.types, types)
                 if wanted:
                     i.build.apply(wanted)
                     with self._counting:

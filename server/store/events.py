@@ -20,7 +20,7 @@ import psycopg2.errors
 from zope.interface import implementer
 
 from server.db import RetryTransaction, Txn
-from server.domain.events import EVENTS, EventRegistry, EventSchemaError
+from server.domain.events import EVENTS, EventRegistry, EventSchemaError, frozen_builder
 from server.domain.ids import shard_of
 from server.domain.log import (
     ANY_VERSION,
@@ -302,17 +302,21 @@ class PostgresEventStore:
             unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, use_list=False,
                                         max_buffer_size=max(len(blob), 1024 * 1024))
             unpacker.feed(blob)
-            decode = self.registry.decode_map
+            decode, record = self.registry.decode_map, _record
+            last = (-1, -1)
             for i, data in enumerate(unpacker):
-                kind, sv, id_ = kinds[i], svs[i], ids[i]
+                kind, sv, id_, txid = kinds[i], svs[i], ids[i], int(txids[i])
+                if (txid, id_) <= last:
+                    raise RuntimeError(f"shard {shard}: bulk page out of log order at {id_}")
+                last = (txid, id_)
                 try:
                     event = decode(kind, sv, data)
                 except EventSchemaError as e:
-                    raise UnreadableEvent(id_, Position(int(txids[i]), id_), e) from e
+                    raise UnreadableEvent(id_, Position(txid, id_), e) from e
                 meta = metas[i]
-                events.append(RecordedEvent(
+                events.append(record(
                     id_, shard, streams[i], versions[i], kind, actors[i], event,
-                    {} if meta == "{}" else json.loads(meta), created[i], int(txids[i])))
+                    {} if meta == "{}" else json.loads(meta), created[i], txid))
         nxt = Position(int(last_txid), last_id) if scanned else after
         more = scanned == limit
         if not more:
@@ -375,8 +379,12 @@ class PostgresEventStore:
             raise UnreadableEvent(id_, Position(int(txid), id_), e) from e
         # Positional (the field order of RecordedEvent): a third cheaper than keywords, and
         # this runs once per event on every log reader's hot path.
-        return RecordedEvent(id_, shard, stream, version, type_, actor, data, metadata,
-                             created_ms, int(txid))
+        return _record(id_, shard, stream, version, type_, actor, data, metadata, created_ms,
+                       int(txid))
+
+
+#: ``RecordedEvent(...)`` (positional), half the cost, for readers decoding whole pages.
+_record = frozen_builder(RecordedEvent)
 
 
 def _metadata(r: AppendRequest) -> dict[str, Any]:

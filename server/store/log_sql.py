@@ -113,8 +113,10 @@ READ_PAGE = f"""
 
 #: READ_PAGE for bulk readers (the replay): the same rows in the same order under the same
 #: rule, as one row of arrays (wanted events only) with every wanted payload concatenated
-#: into one bytea, unpacked in one go; far cheaper per event than a row each. $1 all types,
-#: $2 the wanted types, $3 shard, $4/$5 the position after which to read, $6 the limit.
+#: into one bytea, unpacked in one go; far cheaper per event than a row each. The arrays are
+#: aggregated in the order of one sorted subquery (one sort, not one per aggregate: an
+#: aggregate's own ORDER BY sorts its input again); the reader checks that order. $1 all
+#: types, $2 the wanted types, $3 shard, $4/$5 the position after which to read, $6 the limit.
 READ_PAGE_BULK = """
     WITH page AS MATERIALIZED (
         SELECT id, stream, version, type, schema_version, actor, payload, metadata,
@@ -127,12 +129,10 @@ READ_PAGE_BULK = """
         LIMIT $6::int
     ), last AS (SELECT txid::text AS txid_text, id FROM page ORDER BY txid DESC, id DESC LIMIT 1)
     SELECT (SELECT count(*) FROM page), (SELECT txid_text FROM last), (SELECT id FROM last),
-           array_agg(id ORDER BY txid, id), array_agg(stream ORDER BY txid, id),
-           array_agg(version ORDER BY txid, id), array_agg(type ORDER BY txid, id),
-           array_agg(schema_version ORDER BY txid, id), array_agg(actor ORDER BY txid, id),
-           array_agg(metadata::text ORDER BY txid, id), array_agg(created_ms ORDER BY txid, id),
-           array_agg(txid::text ORDER BY txid, id), string_agg(payload, ''::bytea ORDER BY txid, id)
-    FROM page WHERE wanted
+           array_agg(id), array_agg(stream), array_agg(version), array_agg(type),
+           array_agg(schema_version), array_agg(actor), array_agg(metadata::text),
+           array_agg(created_ms), array_agg(txid::text), string_agg(payload, ''::bytea)
+    FROM (SELECT * FROM page WHERE wanted ORDER BY txid, id) AS wanted
 """
 
 #: Whether any event (safe to read or not yet) follows a position: $1 shard, $2 txid, $3 id.

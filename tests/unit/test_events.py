@@ -3,7 +3,13 @@
 import msgpack
 import pytest
 
-from server.domain.events import Event, EventRegistry, EventSchemaError, UnknownEventType
+from server.domain.events import (
+    Event,
+    EventRegistry,
+    EventSchemaError,
+    UnknownEventType,
+    frozen_builder,
+)
 
 REG = EventRegistry()
 
@@ -64,12 +70,53 @@ def test_unknown_type_is_an_error() -> None:
         # every field present (the fast path), one of them wrong
         ({"media_id": 1, "user_id": 2, "source": "a", "tags": ("x", 2), "extra": None},
          "bad value for 'tags'"),
+        ({"media_id": 1, "user_id": True, "source": "a", "tags": (), "extra": None},
+         "bad value for 'user_id'"),
+        ({"media_id": 1, "user_id": 2, "source": None, "tags": (), "extra": None},
+         "bad value for 'source'"),
+        ({"media_id": 1, "user_id": 2, "source": "a", "tags": "xy", "extra": None},
+         "bad value for 'tags'"),
+        ({"media_id": 1, "user_id": 2, "source": "a", "tags": (), "extra": {"x": "1"}},
+         "bad value for 'extra'"),
     ],
 )
 def test_malformed_payloads_are_errors(payload: dict, complaint: str) -> None:
     """Missing, mistyped or unknown fields raise EventSchemaError naming the field."""
     with pytest.raises(EventSchemaError, match=complaint):
         REG.decode("Liked", 3, msgpack.packb(payload))
+
+
+def test_the_fast_path_builds_the_declared_event() -> None:
+    """A current payload with every field decodes to an event equal to the constructor's,
+    still frozen; ``frozen_builder`` builds the same value as the dataclass."""
+    event = REG.decode("Liked", 3, msgpack.packb(
+        {"media_id": 1, "user_id": 2, "source": "a", "tags": ["x"], "extra": None}))
+    assert event == Liked(media_id=1, user_id=2, source="a", tags=("x",), extra=None)
+    with pytest.raises(AttributeError):
+        event.media_id = 5  # type: ignore[misc]
+    built = frozen_builder(Liked)(1, 2, "b", (), {"k": 3})
+    assert built == Liked(media_id=1, user_id=2, source="b", tags=(), extra={"k": 3})
+
+
+@REG.event("Placed")
+class Placed(Event):
+    lat: float | None
+    names: dict[str, str]
+
+
+@pytest.mark.parametrize("lat, names, ok", [
+    (1.5, {"a": "b"}, True), (2, {}, True), (None, {"a": "b"}, True),
+    ("1.5", {}, False), (True, {}, False), (1.0, {"a": 1}, False), (1.0, {1: "a"}, False),
+])
+def test_the_fast_path_checks_floats_and_maps(lat: object, names: dict, ok: bool) -> None:
+    """Floats take ints too (never bools or strings); maps are checked key and value."""
+    payload = msgpack.packb({"lat": lat, "names": names}, strict_types=False)
+    if ok:
+        assert REG.decode_map("Placed", 1, msgpack.unpackb(payload, strict_map_key=False)) \
+            == Placed(lat=lat, names=names)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(EventSchemaError, match="bad value"):
+            REG.decode_map("Placed", 1, msgpack.unpackb(payload, strict_map_key=False))
 
 
 def test_garbage_and_future_versions_are_errors() -> None:
