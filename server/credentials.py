@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from server.crypto import CredentialCipher
 from server.db import RetryTransaction, Txn
 from server.domain.links import AccountLinked, Link, link_stream
-from server.domain.log import AppendRequest, NewEvent, StreamConflict
 from server.domain.shards import schema_name
 from server.shards import ShardRouter
 from server.store import links
-from server.store.events import PostgresEventStore
+from server.store.events import PostgresEventStore, append_latest_txn
 
 
 @dataclass(frozen=True)
@@ -72,10 +71,5 @@ def _rotate_txn(txn: Txn, store: PostgresEventStore, cipher: CredentialCipher, s
     stream = link_stream(link.user_id, link.service)
     event = AccountLinked(user_id=link.user_id, service=link.service, account=current.account,
                           credentials=cipher.rotate(current.credentials))
-    try:
-        store.append_txn(txn, [AppendRequest(
-            shard, stream, (NewEvent(event, actor=link.user_id),),
-            expected_version=store.stream_version_txn(txn, stream))])
-    except StreamConflict as e:
-        raise RetryTransaction(str(e)) from e
+    append_latest_txn(txn, store, shard, stream, [event], link.user_id)
     return True

@@ -46,6 +46,7 @@ from server.domain.shareout import (
 )
 from server.outbound import check_url, policy_from
 from server.store import links
+from server.store.events import append_latest_txn
 
 #: Credential fields holding URLs the user gave (checked against the outbound policy).
 _URL_FIELDS = ("instance_url", "url")
@@ -117,13 +118,7 @@ def link_txn(txn: Txn, call: Call, service: str, account: str, sealed: str,
     if replay is None:
         stream = link_stream(me, service)
         event = AccountLinked(user_id=me, service=service, account=account, credentials=sealed)
-        try:
-            replay = store.append_txn(txn, [AppendRequest(
-                shard, stream, (NewEvent(event, actor=me),),
-                expected_version=store.stream_version_txn(txn, stream),
-                idempotency_key=key)])[0]
-        except StreamConflict as e:
-            raise RetryTransaction(str(e)) from e
+        replay = append_latest_txn(txn, store, shard, stream, [event], me, key)
     first = store.get_txn(txn, replay.event_ids[0])
     assert first is not None and isinstance(first.data, AccountLinked)
     d = first.data

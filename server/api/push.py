@@ -26,7 +26,7 @@ from server.domain.ids import shard_of
 from server.domain.push import PLATFORMS
 from server.interfaces import IEventStore
 from server.store import devices, notifications
-from server.store.devices import append_latest_txn
+from server.store.events import append_latest_txn
 
 DEVICE = {"type": "object", "properties": {
     "token": {"type": "string"}, "platform": {"type": "string", "enum": list(PLATFORMS)},

@@ -5,13 +5,10 @@ the devices of a user (one query per physical database).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from server.db import RetryTransaction, Txn
+from server.db import Txn
 from server.domain.devices import DEVICE_TYPES, Device, DeviceRegistered, DeviceUnregistered
-from server.domain.events import Event
-from server.domain.log import AppendRequest, NewEvent, RecordedEvent, StreamConflict
-from server.interfaces import IEventStore, IShardRouter
+from server.domain.log import RecordedEvent
+from server.interfaces import IShardRouter
 from server.store.inline import INLINE
 
 _COLUMNS = "token, user_id, platform, app, locale, registered_ms"
@@ -55,13 +52,3 @@ def devices_of(router: IShardRouter, user_id: int) -> list[Device]:
     return sorted(found, key=lambda d: (d.registered_ms, d.token))
 
 
-def append_latest_txn(txn: Txn, store: IEventStore, shard: int, stream: str,
-                      events: Sequence[Event], actor: int | None, key: str | None) -> None:
-    """Append ``events`` after the stream's current version; a racing writer makes the
-    transaction run again (so the caller decides again on fresh state)."""
-    try:
-        store.append_txn(txn, [AppendRequest(
-            shard, stream, tuple(NewEvent(e, actor=actor) for e in events),
-            expected_version=store.stream_version_txn(txn, stream), idempotency_key=key)])
-    except StreamConflict as e:
-        raise RetryTransaction(str(e)) from e

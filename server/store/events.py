@@ -20,7 +20,7 @@ import psycopg2.errors
 from zope.interface import implementer
 
 from server.db import RetryTransaction, Txn
-from server.domain.events import EVENTS, EventRegistry, EventSchemaError, frozen_builder
+from server.domain.events import EVENTS, Event, EventRegistry, EventSchemaError, frozen_builder
 from server.domain.ids import shard_of
 from server.domain.log import (
     ANY_VERSION,
@@ -412,3 +412,17 @@ def _recorded(
         id=id_, shard=shard, stream=stream, version=version, type=event.data.TYPE,
         actor=event.actor, data=event.data, metadata=meta, created_ms=created_ms, txid=int(txid),
     )
+
+
+def append_latest_txn(txn: Txn, store: IEventStore, shard: int, stream: str,
+                      events: Sequence[Event], actor: int | None = None,
+                      key: str | None = None) -> AppendResult:
+    """Append ``events`` after the stream's current version (read in ``txn``); a racing
+    writer makes the transaction run again (``RetryTransaction``), so the caller decides
+    again on fresh state."""
+    try:
+        return store.append_txn(txn, [AppendRequest(
+            shard, stream, tuple(NewEvent(e, actor=actor) for e in events),
+            expected_version=store.stream_version_txn(txn, stream), idempotency_key=key)])[0]
+    except StreamConflict as e:
+        raise RetryTransaction(str(e)) from e

@@ -46,7 +46,7 @@ from server.domain.push import (
 )
 from server.interfaces import IEventStore
 from server.store import accounts, devices, notifications
-from server.store.devices import append_latest_txn
+from server.store.events import append_latest_txn
 from server.store.pushes import PushQueue
 from workers import metrics
 from workers.consumers import OnFailure, consumer

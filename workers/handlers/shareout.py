@@ -41,10 +41,10 @@ from typing import Any
 from plugins.blobs import open_store
 from plugins.shareout import share_once
 from server.crypto import DecryptionError
-from server.db import RetryTransaction, Txn
+from server.db import Txn
 from server.domain import links as linking
 from server.domain.ids import shard_of
-from server.domain.log import AppendRequest, NewEvent, RecordedEvent, StreamConflict
+from server.domain.log import RecordedEvent
 from server.domain.media import MediaDeleted, MediaPosted, MediaRendered, State, media_stream
 from server.domain.media import permalink as link_of
 from server.domain.shareout import (
@@ -62,6 +62,7 @@ from server.domain.shareout import (
     share_key,
 )
 from server.store import links, shares
+from server.store.events import append_latest_txn
 from server.store.media import Medium, hydrate
 from server.store.shares import PENDING, Share, ShareLedger
 from workers.consumers import OnFailure, consumer
@@ -279,15 +280,9 @@ def unlink_dead(ctx: WorkerContext, link: linking.Link, reason: str) -> None:
         current = links.link_txn(txn, link.user_id, link.service)
         events = linking.decide_unlink(current, link.service, linking.CREDENTIAL_DEAD,
                                        link.link_id, reason)
-        if not events:
-            return
-        try:
-            ctx.store.append_txn(txn, [AppendRequest(
-                shard, stream, tuple(NewEvent(e, actor=link.user_id) for e in events),
-                expected_version=ctx.store.stream_version_txn(txn, stream),
-                idempotency_key=f"unlink:{link.link_id}")])
-        except StreamConflict as e:
-            raise RetryTransaction(str(e)) from e
+        if events:
+            append_latest_txn(txn, ctx.store, shard, stream, events, link.user_id,
+                              f"unlink:{link.link_id}")
 
     ctx.router.database(shard).run_interaction("unlink_dead", txn_fn)
     log.warning("shareout: %s credentials of user %d refused; account unlinked",

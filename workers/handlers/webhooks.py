@@ -33,9 +33,9 @@ from typing import Any
 
 from server import callbacks
 from server.config import Config
-from server.db import RetryTransaction, Txn
+from server.db import Txn
 from server.domain.ids import shard_of
-from server.domain.log import AppendRequest, NewEvent, RecordedEvent, StreamConflict
+from server.domain.log import RecordedEvent
 from server.domain.media import MediaRendered, State
 from server.domain.subscriptions import (
     DELIVERED,
@@ -52,6 +52,7 @@ from server.secretbox import SecretBox
 from server.store import apps, media
 from server.store import subscriptions as store
 from server.store.apps import PURPOSE
+from server.store.events import append_latest_txn
 from server.store.tokens import authorized_apps
 from workers.consumers import OnFailure, consumer
 from workers.context import WorkerContext
@@ -128,14 +129,9 @@ def disable(ctx: WorkerContext, payload: dict[str, Any], error: Exception) -> No
             held = store.of_app_txn(txn, shard, payload["client_id"])
             if not any(s.id == sub_id and s.status == "active" for s in held):
                 return False
-            try:
-                ctx.store.append_txn(txn, [AppendRequest(
-                    shard, stream, (NewEvent(SubscriptionDisabled(
-                        subscription_id=sub_id, client_id=payload["client_id"],
-                        reason=reason)),),
-                    expected_version=ctx.store.stream_version_txn(txn, stream))])
-            except StreamConflict as e:  # deleted by its app at this moment: look again
-                raise RetryTransaction(str(e)) from e
+            # deleted by its app at this moment: the transaction runs again and looks again
+            append_latest_txn(txn, ctx.store, shard, stream, [SubscriptionDisabled(
+                subscription_id=sub_id, client_id=payload["client_id"], reason=reason)])
             return True
 
         if ctx.router.database(shard).run_interaction("disable_subscription", txn_fn):
