@@ -214,6 +214,15 @@ def policy_from(config: Config) -> OutboundPolicy:
     return OutboundPolicy.parse(config.outbound.allow_hosts)
 
 
+def configured_client(config: Config, headers: Mapping[str, str] | None = None
+                      ) -> httpx.Client:
+    """``safe_client`` with the configured allow-list, timeout and redirect bound
+    (``outbound.*``): the client of every URL users and apps give us."""
+    out = config.outbound
+    return safe_client(policy_from(config), timeout=out.timeout,
+                       max_redirects=out.max_redirects, headers=headers)
+
+
 def check_url(url: str, policy: OutboundPolicy, resolve: Resolver | None = None) -> None:
     """Check a URL now, as a link endpoint does before storing it: its form, then the
     addresses its host resolves to. UnsafeURL says what is wrong. (Requests through

@@ -74,11 +74,9 @@ class WorkerContext(SharingContext):
     def outbound(self) -> httpx.Client:
         """An HTTP client for URLs users and apps give us (webhook callbacks): it refuses
         private, loopback and link-local addresses (``server.outbound``)."""
-        from server.outbound import policy_from, safe_client
+        from server.outbound import configured_client
 
-        out = self.config.outbound
-        return safe_client(policy_from(self.config), timeout=out.timeout,
-                           max_redirects=out.max_redirects)
+        return configured_client(self.config)
 
     @cached_property
     def push(self) -> dict[Platform, IPushProvider]:

@@ -132,14 +132,9 @@ class MemoryLedger:
 
 def share_client(config: Config) -> httpx.Client:
     """The outbound-safe HTTP client the targets share (``server.outbound``)."""
-    from server.outbound import policy_from, safe_client
+    from server.outbound import configured_client
 
-    return safe_client(
-        policy_from(config),
-        timeout=config.outbound.timeout,
-        max_redirects=config.outbound.max_redirects,
-        headers={"User-Agent": "shutterlog-shareout/1"},
-    )
+    return configured_client(config, headers={"User-Agent": "shutterlog-shareout/1"})
 
 
 def build_targets(config: Config, http: httpx.Client) -> dict[str, IShareTarget]:

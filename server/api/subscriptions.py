@@ -43,7 +43,7 @@ from server.domain.subscriptions import (
     secret_matches,
     subscription_stream,
 )
-from server.outbound import check_url, policy_from, safe_client
+from server.outbound import check_url, configured_client, policy_from
 from server.shards import mapped_shard
 from server.store import accounts, apps
 from server.store import subscriptions as store
@@ -155,8 +155,7 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         if first is not None:
             return Reply(subscription_json(first))
         in_app_shard(client.client_id, "subscriptions", within_limit, client.client_id)
-        out = ctx.config.outbound
-        with safe_client(policy, timeout=out.timeout, max_redirects=out.max_redirects) as http:
+        with configured_client(ctx.config) as http:
             failure = callbacks.verify(http, p["callback_url"], p["verify_token"],
                                        secrets.token_urlsafe(16))
         if failure is not None:
