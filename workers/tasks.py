@@ -56,8 +56,17 @@ class RetryTask(Exception):  # noqa: N818 (a request, not an error)
     the decision to give up (e.g. ``server.domain.shareout.next_attempt``), so this retry
     does not count against ``workers.task_attempts``."""
 
-    def __init__(self, delay: float, reason: str) -> None:
+    def __init__(self, reason: str, delay: float) -> None:
         super().__init__(reason)
+        self.delay = delay
+
+
+class RetryAfter(Exception):
+    """Raised by a task handler: run the task again, not sooner than ``delay`` seconds (a
+    push service's Retry-After); the task's own backoff applies when it is longer."""
+
+    def __init__(self, reason: str, delay: float) -> None:
+        super().__init__(f"{reason} (retry after {delay:.1f} s)")
         self.delay = delay
 
 
@@ -119,15 +128,6 @@ def task_handler(kind: str, registry: TaskHandlers = TASKS, schedule: Schedule =
         return fn
 
     return register
-
-
-class RetryAfter(Exception):
-    """Raised by a task handler: run the task again, not sooner than ``delay`` seconds (a
-    push service's Retry-After); the task's own backoff applies when it is longer."""
-
-    def __init__(self, reason: str, delay: float) -> None:
-        super().__init__(f"{reason} (retry after {delay:.1f} s)")
-        self.delay = delay
 
 
 def submit_tasks(ctx: WorkerContext, kind: str, payloads: Sequence[Any],

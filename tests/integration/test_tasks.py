@@ -108,7 +108,7 @@ def test_retry_task_does_not_use_up_the_schedule(env: Env) -> None:
     def throttled(_ctx: WorkerContext, payload: object) -> None:
         ran.append(1)
         if len(ran) <= 3:
-            raise RetryTask(0, "429 from the service")
+            raise RetryTask("429 from the service", 0)
         raise RuntimeError("database blip")
 
     registry.add("t_throttled", throttled,

@@ -224,7 +224,7 @@ def share_request(ctx: WorkerContext, medium: Medium, service: str, event_id: in
 def _wait_for(row: Share) -> None:
     """Run again later if the row's next try is not due (a re-submitted task came early)."""
     if row.next_ms is not None and row.next_ms > now_ms() + _EARLY_MS:
-        raise RetryTask((row.next_ms - now_ms()) / 1000, "not due yet")
+        raise RetryTask("not due yet", (row.next_ms - now_ms()) / 1000)
 
 
 def _settle(ctx: WorkerContext, ledger: ShareLedger, row: Share, outcome: Outcome,
@@ -248,7 +248,7 @@ def _settle(ctx: WorkerContext, ledger: ShareLedger, row: Share, outcome: Outcom
                           f"{outcome.reason}", next_ms=None)
             return
         ledger.record(attempts=row.attempts + 1, next_ms=int(at * 1000), error=outcome.reason)
-        raise RetryTask(at - now, outcome.reason)
+        raise RetryTask(outcome.reason, at - now)
     elif isinstance(outcome, CredentialDead):
         ledger.record(state=failed, error=f"the credentials were refused: {outcome.reason}")
         unlink_dead(ctx, link, outcome.reason)
