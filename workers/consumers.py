@@ -73,6 +73,11 @@ class Consumers:
     def all(self) -> list[Consumer]:
         return sorted(self._by_name.values(), key=lambda c: c.name)
 
+    def wanted(self, *names: str) -> dict[str, frozenset[str]]:
+        """The event types of each consumer (of ``names``, if given), by name: what lag is
+        counted in."""
+        return {n: self.get(n).types for n in names or self._by_name}
+
 
 #: Every consumer of this release.
 CONSUMERS = Consumers()

@@ -1,13 +1,17 @@
 """The log relay: ``shutterlog relay``. It watches the log and hands gearmand the work.
 
 - One listener per physical database: ``LISTEN shutterlog_events`` (the events table's
-  statement trigger notifies the shard at commit). A notification for shard S marks S; the
-  kicker gathers marks for ``relay.debounce`` seconds, then submits "advance C on S" for every
-  consumer C not stopped on S, in one pipelined batch.
+  statement trigger notifies the shard and the event types appended, at commit). A
+  notification marks its shard with those types; the kicker gathers marks for
+  ``relay.debounce`` seconds, then submits "advance C on S" for every consumer C that wants
+  one of the types and is not stopped on S, in one pipelined batch. A consumer is not woken
+  for events it does not read.
 - A scanner, every ``relay.poll_interval`` seconds: creates missing checkpoints, compares
-  every checkpoint with its shard's head (lag metrics), re-kicks every running pair that is
-  behind (this heals kicks lost with a gearmand, notifications lost while reconnecting, and
-  jobs of a worker killed mid-batch), and re-submits tasks past their deadline.
+  every checkpoint with its shard's head (lag in events of the consumer's types: metrics),
+  re-kicks every running pair that has such events waiting (this heals kicks lost with a
+  gearmand, notifications lost while reconnecting, and jobs of a worker killed mid-batch) or
+  ``SWEEP_AFTER`` events of other types (so its checkpoint moves past them), and re-submits
+  tasks past their deadline.
 
 The relay holds no state that matters: several may run at once (unique keys make duplicate
 kicks coalesce or find the pair locked), and a restarted one starts with a full scan.
@@ -26,7 +30,7 @@ import psycopg2
 
 from server.config import Config
 from server.db import Database
-from server.domain.checkpoints import retry_delay
+from server.domain.checkpoints import NOTIFY_CHANNEL, kick_due, parse_notification, retry_delay
 from server.shards import ShardRouter
 from server.store.consumers import ConsumerStore, PairState
 from server.store.tasks import TaskStore
@@ -36,8 +40,6 @@ from workers.gearman import GearmanClient
 from workers.jobs import advance_job, submit, task_job
 
 log = logging.getLogger(__name__)
-
-CHANNEL = "shutterlog_events"
 
 
 class Relay:
@@ -51,7 +53,8 @@ class Relay:
         self.tasks = TaskStore(self.router)
         self.gearman = GearmanClient(config.gearman.servers)
         self.namespace = config.gearman.namespace
-        self._dirty: set[int] = set()
+        # Shards with new events -> the types appended (None: unknown, kick every consumer).
+        self._dirty: dict[int, set[str] | None] = {}
         self._wake = gevent.event.Event()
         self._stopping = gevent.event.Event()
         self._stopped_pairs: set[tuple[str, int]] = set()
@@ -73,9 +76,11 @@ class Relay:
         log.info("relay stopped")
         return 0
 
-    def mark(self, shards: set[int] | list[int]) -> None:
-        """Shards with new events: kick their consumers soon."""
-        self._dirty.update(shards)
+    def mark(self, shard: int, types: frozenset[str] | None = None) -> None:
+        """``shard`` has new events of ``types`` (None: of any type): kick the consumers that
+        want them soon."""
+        known = self._dirty.get(shard, set())
+        self._dirty[shard] = None if known is None or types is None else known | types
         self._wake.set()
 
     # --- notifications ----------------------------------------------------------------------
@@ -87,20 +92,18 @@ class Relay:
             try:
                 conn = db.connect(autocommit=True)
                 with conn.cursor() as cur:
-                    cur.execute(f"LISTEN {CHANNEL}")
+                    cur.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 if failures:
                     log.info("listening to %s again", db.dsn_label)
                 failures = 0
-                self.mark(self.router.shards_of(db))  # whatever was missed while away
+                for shard in self.router.shards_of(db):  # whatever was missed while away
+                    self.mark(shard)
                 while not self._stopping.is_set():
                     gevent.select.select([conn], [], [], self.config.relay.poll_interval)
                     conn.poll()
-                    shards = set()
+                    metrics.NOTIFICATIONS.inc(len(conn.notifies))
                     while conn.notifies:
-                        shards.add(int(conn.notifies.pop().payload))
-                    if shards:
-                        metrics.NOTIFICATIONS.inc(len(shards))
-                        self.mark(shards)
+                        self._notified(conn.notifies.pop().payload)
             except (psycopg2.Error, OSError) as e:
                 failures += 1
                 delay = retry_delay(failures, 0.2, 10.0)
@@ -111,15 +114,22 @@ class Relay:
                 if conn is not None:
                     conn.close()
 
+    def _notified(self, payload: str) -> None:
+        try:
+            self.mark(*parse_notification(payload))
+        except ValueError as e:
+            log.warning("ignoring a notification on %s: %s", NOTIFY_CHANNEL, e)
+
     def _kicker(self) -> None:
         while not self._stopping.is_set():
             self._wake.wait()
             if self.config.relay.debounce:
                 gevent.sleep(self.config.relay.debounce)
             self._wake.clear()
-            shards, self._dirty = self._dirty, set()
-            self._kick([(c.name, s) for s in sorted(shards) for c in self.consumers
-                        if (c.name, s) not in self._stopped_pairs])
+            dirty, self._dirty = self._dirty, {}
+            self._kick([(c.name, s) for s, types in sorted(dirty.items()) for c in self.consumers
+                        if (types is None or not c.types.isdisjoint(types))
+                        and (c.name, s) not in self._stopped_pairs])
 
     def _kick(self, pairs: list[tuple[str, int]]) -> None:
         if not pairs:
@@ -150,8 +160,8 @@ class Relay:
             gevent.sleep(self.config.relay.poll_interval)
 
     def _scan(self, db: Database) -> None:
-        names = {c.name for c in self.consumers}
-        states = [s for s in self.checkpoints.scan(db) if s.checkpoint.consumer in names]
+        wanted = {c.name: c.types for c in self.consumers}
+        states = self.checkpoints.scan(db, wanted, only_wanted=True)
         lagging = []
         for state in states:
             cp = state.checkpoint
@@ -161,7 +171,7 @@ class Relay:
                 self._stopped_pairs.add(pair)
                 continue
             self._stopped_pairs.discard(pair)
-            if state.lag.behind:
+            if kick_due(state.lag, state.scanned):
                 lagging.append(pair)
         self._kick(lagging)
         late = self.tasks.overdue(db, again_in=self.config.workers.task_lease)

@@ -22,7 +22,7 @@ def report(config: Config, consumers: Consumers) -> dict[str, Any]:
         states: list[PairState] = []
         task_counts: dict[str, int] = {}
         for db in router.databases():
-            states += store.scan(db)
+            states += store.scan(db, consumers.wanted())
             for state, n in tasks.counts(db).items():
                 task_counts[state] = task_counts.get(state, 0) + n
         letters = store.letters()

@@ -29,6 +29,7 @@ from server.store.events import PostgresEventStore
 from server.store.feeds import feed_key
 from server.store.tasks import TaskStore
 from tests.helpers import Process, wait_for
+from workers.consumers import CONSUMERS
 
 PIPELINE = 1000
 
@@ -88,9 +89,7 @@ def main() -> None:
         def idle() -> bool:
             if count_of(router, celeb) < args.followers:
                 return False  # the followers consumer is still mirroring follows
-            head = store.head(shard)
-            cp = checkpoints.checkpoint("fanout", shard)
-            return bool(head and cp and cp.position >= head)
+            return checkpoints.caught_up(CONSUMERS.wanted("fanout"), [shard])
 
         try:
             progress("the followers and fanout consumers take the follows in")

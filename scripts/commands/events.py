@@ -108,13 +108,14 @@ def _tail(args: argparse.Namespace) -> int:
 def _follow(store: Any, types: set[str] | None, user: int | None, as_json: bool) -> None:
     """Print events committed from now on, shard by shard in log order, woken by the same
     NOTIFY the relay listens to (and a 1 s poll)."""
+    from server.domain.checkpoints import NOTIFY_CHANNEL, parse_notification
     from server.domain.log import ORIGIN
 
     positions = {s: store.head(s) or ORIGIN for s in range(store.router.count)}
     listeners = []
     for db in store.router.databases():
         conn = db.connect(autocommit=True)
-        conn.cursor().execute("LISTEN shutterlog_events")
+        conn.cursor().execute(f"LISTEN {NOTIFY_CHANNEL}")
         listeners.append(conn)
     print("shutterlog: following the log (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
@@ -123,7 +124,7 @@ def _follow(store: Any, types: set[str] | None, user: int | None, as_json: bool)
             woken: set[int] = set()
             for conn in ready:
                 conn.poll()
-                woken |= {int(n.payload) for n in conn.notifies}
+                woken |= {parse_notification(n.payload)[0] for n in conn.notifies}
                 conn.notifies.clear()
             for shard in sorted(woken) if ready else positions:
                 while True:

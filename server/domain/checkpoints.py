@@ -15,6 +15,8 @@ from server.domain.log import Position
 
 RUNNING = "running"
 STOPPED = "stopped"
+#: The channel the events table's trigger notifies at commit.
+NOTIFY_CHANNEL = "shutterlog_events"
 #: gearmand refuses longer unique keys.
 MAX_JOB_KEY = 64
 
@@ -40,21 +42,46 @@ class Checkpoint:
 class Lag:
     """How far a checkpoint is behind its shard's head."""
 
-    events: int  # events after the checkpoint (counted up to a cap)
-    capped: bool  # ``events`` is the cap: there are at least that many
-    seconds: float  # age of the oldest event not yet applied; 0 when caught up
+    events: int  # events of the consumer's types after the checkpoint (up to a cap's scan)
+    capped: bool  # the scan stopped at its cap: there may be more
+    seconds: float  # age of the oldest wanted event not yet applied; 0 when caught up
 
     @property
     def behind(self) -> bool:
         return self.events > 0
 
 
-def lag(pending: int, cap: int, oldest_pending_ms: int | None, now_ms: int) -> Lag:
-    """The lag of a checkpoint with ``pending`` events after it (counted up to ``cap``), the
-    oldest of them written at ``oldest_pending_ms``, seen at ``now_ms``."""
-    if pending <= 0 or oldest_pending_ms is None:
-        return Lag(0, False, 0.0)
-    return Lag(min(pending, cap), pending >= cap, max(0.0, (now_ms - oldest_pending_ms) / 1000))
+def lag(wanted: int, scanned: int, cap: int, oldest_wanted_ms: int | None,
+        now_ms: int) -> Lag:
+    """The lag of a checkpoint followed by ``scanned`` events (counted up to ``cap``), of
+    which ``wanted`` are of the consumer's types, the oldest of those written at
+    ``oldest_wanted_ms``, seen at ``now_ms``. Events of other types are no lag: the consumer
+    has nothing to do for them (the relay moves it past them now and then, ``sweep_due``)."""
+    capped = scanned >= cap
+    if wanted <= 0 or oldest_wanted_ms is None:
+        return Lag(0, capped, 0.0)
+    return Lag(min(wanted, cap), capped, max(0.0, (now_ms - oldest_wanted_ms) / 1000))
+
+
+#: Events of other types after a checkpoint before the relay kicks its consumer anyway, so
+#: that the checkpoint moves past them and the scans behind it stay short.
+SWEEP_AFTER = 1000
+
+
+def kick_due(lag: Lag, scanned: int) -> bool:
+    """Whether the relay's scan should kick a pair: it has events to apply, or enough events
+    of other types behind its checkpoint to be worth moving past."""
+    return lag.behind or lag.capped or scanned >= SWEEP_AFTER
+
+
+def parse_notification(payload: str) -> tuple[int, frozenset[str] | None]:
+    """The shard and the event types appended, from the log's notification payload
+    ``SHARD:TYPE,TYPE`` (the trigger of ``0004_notify_types.sql``); a bare ``SHARD`` (the
+    trigger before it) names no types, which means every consumer. ValueError if malformed."""
+    shard, sep, types = payload.partition(":")
+    if not shard.isdigit():
+        raise ValueError(f"not a log notification: {payload!r}")
+    return int(shard), frozenset(types.split(",")) if sep and types else None
 
 
 def job_key(consumer: str, shard: int) -> str:

@@ -8,7 +8,7 @@ session, never in a transaction that would hold back every reader's snapshot xmi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ class PairState:
     checkpoint: Checkpoint
     head: Position | None
     lag: Lag
+    scanned: int  # events of every type after the checkpoint (up to ``LAG_CAP``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,40 +182,63 @@ class ConsumerStore:
             for name, from_head in consumers for shard in shards
         ])
 
-    def scan(self, db: Database) -> list[PairState]:
-        """Every checkpoint of ``db`` with its shard's head and lag."""
+    def scan(self, db: Database, wanted: Mapping[str, Collection[str]],
+             only_wanted: bool = False) -> list[PairState]:
+        """Every checkpoint of ``db`` (of the consumers in ``wanted`` only, if
+        ``only_wanted``) with its shard's head and lag. ``wanted`` gives the event types of
+        each declared consumer: lag counts those only (a checkpoint of a consumer not in it,
+        left by an older release, counts events of every type)."""
+        names = list(wanted)
         rows = db.run_interaction("scan_checkpoints", lambda txn: txn.fetchall(
             f"""
             SELECT {', '.join('c.' + col for col in _CHECKPOINT.split(', '))},
-                   h.txid::text, h.id, p.n, o.ms, (extract(epoch FROM now()) * 1000)::bigint
+                   h.txid::text, h.id, p.wanted, p.scanned, p.oldest_ms,
+                   (extract(epoch FROM now()) * 1000)::bigint
             FROM checkpoints c
+            LEFT JOIN unnest(%(names)s::text[], %(types)s::text[]) AS w(consumer, types)
+                ON w.consumer = c.consumer
             LEFT JOIN LATERAL (
                 SELECT txid, id FROM events e WHERE e.shard = c.shard
                 ORDER BY e.txid DESC, e.id DESC LIMIT 1
             ) h ON true
             LEFT JOIN LATERAL (
-                SELECT count(*) AS n FROM (
-                    SELECT 1 FROM events e WHERE e.shard = c.shard
-                      AND (e.txid, e.id) > (c.txid, c.event_id) LIMIT %s
+                SELECT count(*) FILTER (WHERE x.wanted) AS wanted, count(*) AS scanned,
+                       (extract(epoch FROM min(x.created_at) FILTER (WHERE x.wanted))
+                        * 1000)::bigint AS oldest_ms
+                FROM (
+                    SELECT e.created_at,
+                           w.types IS NULL OR e.type = ANY(string_to_array(w.types, ','))
+                               AS wanted
+                    FROM events e WHERE e.shard = c.shard
+                      AND (e.txid, e.id) > (c.txid, c.event_id)
+                    ORDER BY e.txid, e.id LIMIT %(cap)s
                 ) x
             ) p ON true
-            LEFT JOIN LATERAL (
-                SELECT (extract(epoch FROM e.created_at) * 1000)::bigint AS ms FROM events e
-                WHERE e.shard = c.shard AND (e.txid, e.id) > (c.txid, c.event_id)
-                ORDER BY e.txid, e.id LIMIT 1
-            ) o ON true
+            WHERE NOT %(only)s OR w.consumer IS NOT NULL
             ORDER BY c.consumer, c.shard
             """,
-            (LAG_CAP,),
+            {"names": names, "types": [",".join(sorted(wanted[n])) for n in names],
+             "cap": LAG_CAP, "only": only_wanted},
         ))
         return [
             PairState(
                 _checkpoint(r[:8]),
                 Position(int(r[8]), r[9]) if r[8] is not None else None,
-                lag(r[10], LAG_CAP, r[11], r[12]),
+                lag(r[10], r[11], LAG_CAP, r[12], r[13]),
+                r[11],
             )
             for r in rows
         ]
+
+    def caught_up(self, wanted: Mapping[str, Collection[str]],
+                  shards: Collection[int] | None = None) -> bool:
+        """Whether every consumer in ``wanted`` (name -> event types) has a checkpoint on
+        every shard (of ``shards``, if given) with no event of its types left to apply."""
+        want = set(range(self.router.count) if shards is None else shards)
+        states = [state for db in self.router.databases() if want & set(self.router.shards_of(db))
+                  for state in self.scan(db, wanted, only_wanted=True)
+                  if state.checkpoint.shard in want]
+        return len(states) == len(wanted) * len(want) and not any(s.lag.behind for s in states)
 
     def letters(self, consumer: str | None = None) -> list[DeadLetter]:
         """Dead letters over every database, oldest first."""

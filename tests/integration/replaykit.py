@@ -10,6 +10,8 @@ from server.db import Txn
 from server.store.consumers import ConsumerStore
 from tests.helpers import REPO, scrubbed_env, wait_for
 from tests.integration.conftest import Env
+from workers import handlers
+from workers.consumers import CONSUMERS
 
 #: Consumers the pool must have caught up with before live state is compared.
 LIVE = ("followers", "blocks", "fanout", "tags", "activity", "counters", "liked", "geo_index")
@@ -24,15 +26,9 @@ def cli(env: Env, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
 
 def settled(env: Env, consumers: tuple[str, ...] = LIVE) -> None:
     """Wait until the pool has applied the whole log for every one of ``consumers``."""
-    cs = ConsumerStore(env.router)
-
-    def done() -> bool:
-        states = [p for db in env.router.databases() for p in cs.scan(db)
-                  if p.checkpoint.consumer in consumers]
-        return len(states) == len(consumers) * env.router.count and not any(
-            p.lag.behind for p in states)
-
-    wait_for(done, 60, "the worker pool to catch up")
+    handlers.load()
+    wanted, checkpoints = CONSUMERS.wanted(*consumers), ConsumerStore(env.router)
+    wait_for(lambda: checkpoints.caught_up(wanted), 60, "the worker pool to catch up")
 
 
 def log_size(env: Env) -> int:

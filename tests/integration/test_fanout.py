@@ -22,6 +22,7 @@ from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
 from tests.integration.mediakit import picture, post_direct, upload
 from tests.integration.recording import relay, workers
+from workers.consumers import CONSUMERS
 
 SETTINGS = {"SHUTTERLOG_FEEDS_CHUNK_SIZE": "500"}
 SERVICE_ENV = SETTINGS
@@ -109,12 +110,8 @@ def test_fanout_to_20000_followers_and_a_small_account_is_not_delayed(
         "counts"]["followed_by"] == 20_000, 120, "20,000 followers")
     shard = shard_of(int(big["id"]))
     checkpoints = ConsumerStore(env.router)
-
-    def fanout_idle() -> bool:
-        head, cp = env.store.head(shard), checkpoints.checkpoint("fanout", shard)
-        return head is not None and cp is not None and cp.position >= head
-
-    wait_for(fanout_idle, 120, "the fanout consumer through the 20,000 follows")
+    wait_for(lambda: checkpoints.caught_up(CONSUMERS.wanted("fanout"), [shard]), 120,
+             "the fanout consumer through the 20,000 follows")
     started = time.time()
     big_post = post_direct(env, int(big["id"]))
     small_post = post_direct(env, int(small["id"]))

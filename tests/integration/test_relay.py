@@ -123,3 +123,41 @@ def test_relay_metrics_show_lag_until_workers_catch_up(env: Env) -> None:
                    for line in lines)
     finally:
         assert the_relay.stop() == 0, the_relay.output.text()
+
+
+def counter(port: str, name: str, consumer: str | None = None) -> float:
+    """A counter, labelled by consumer or not, from a /metrics page (0 if absent)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    prefix = f'{name}{{consumer="{consumer}"}} ' if consumer else f"{name} "
+    found = [line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)]
+    return float(found[0]) if found else 0.0
+
+
+def test_the_relay_wakes_only_the_consumers_that_want_what_was_appended(env: Env) -> None:
+    """A notification names the types appended: events of one type kick their consumers and
+    not the others, and only their consumers show lag; the scan, which re-kicks what is
+    behind, leaves a consumer with nothing of its types to do alone too."""
+    port = metrics_port()
+    the_relay = relay(env.vars, SHUTTERLOG_RELAY_METRICS_PORT=port)
+    kicks = "shutterlog_relay_kicks_total"
+    try:
+        wait_for(lambda: metric(port, "shutterlog_consumer_lag_events", "recording", 4) == 0,
+                 30, "the relay's first scan")
+        other_before = counter(port, kicks, "recording_other")
+        notified = counter(port, "shutterlog_relay_notifications_total")
+        append(env.store, [(4, Noted(n=i)) for i in range(7)])
+        wait_for(lambda: counter(port, "shutterlog_relay_notifications_total") > notified,
+                 30, "the append's notification")
+        wait_for(lambda: metric(port, "shutterlog_consumer_lag_events", "recording", 4) == 7,
+                 30, "lag of 7 events")
+        kicked = counter(port, kicks, "recording")
+        # Two more scans (each re-kicks "recording", which stays behind with no workers).
+        wait_for(lambda: counter(port, kicks, "recording") >= kicked + 2, 30, "two more scans")
+        assert metric(port, "shutterlog_consumer_lag_events", "recording_other", 4) == 0
+        assert counter(port, kicks, "recording_other") == other_before
+        append(env.store, [(4, OtherNoted(n=99))])
+        wait_for(lambda: counter(port, kicks, "recording_other") > other_before, 30,
+                 "a kick of the consumer that wants TestOther")
+    finally:
+        assert the_relay.stop() == 0, the_relay.output.text()
+

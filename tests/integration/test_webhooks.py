@@ -39,6 +39,7 @@ from tests.integration.conftest import Env
 from tests.integration.hookkit import created, subscribe
 from tests.integration.mediakit import picture, upload
 from tests.integration.recording import running
+from workers.consumers import CONSUMERS
 from workers.context import WorkerContext
 from workers.handlers import webhooks
 from workers.tasks import run_task
@@ -94,12 +95,10 @@ def posted(api: Api, token: str, caption: str = "", place: tuple[float, float] |
 
 
 def idle(env: Env) -> bool:
-    """The webhooks consumer is at every shard's head and no delivery task is waiting."""
-    checkpoints = ConsumerStore(env.router)
-    for shard in range(env.router.count):
-        head, cp = env.store.head(shard), checkpoints.checkpoint("webhooks", shard)
-        if head is not None and (cp is None or cp.position < head):
-            return False
+    """The webhooks consumer has applied every event of its types and no delivery task is
+    waiting."""
+    if not ConsumerStore(env.router).caught_up(CONSUMERS.wanted("webhooks")):
+        return False
     tasks = TaskStore(env.router)
     return all(not (set(tasks.counts(db)) & {"pending", "running"})
                for db in env.router.databases())
