@@ -12,6 +12,7 @@ import contextlib
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,7 +55,10 @@ class BenchStack:
 
 @contextlib.contextmanager
 def bench_stack(durable: bool = False, databases: int = 2) -> Iterator[BenchStack]:
-    """A migrated local stack on free ports in a temporary directory, removed afterwards."""
+    """A migrated local stack on free ports in a temporary directory, removed afterwards (a
+    SIGTERM, as from ``timeout`` or ``kill``, unwinds like Ctrl-C, so the stack is stopped
+    then too)."""
+    signal.signal(signal.SIGTERM, _terminated)
     var = Path(tempfile.mkdtemp(prefix="shutterlog-bench-"))
     stack = LocalStack(var, postgres_port=free_port(), redis_port=free_port(),
                        gearman_port=free_port(), databases=databases, ephemeral=not durable,
@@ -70,6 +74,13 @@ def bench_stack(durable: bool = False, databases: int = 2) -> Iterator[BenchStac
     finally:
         stack.down()
         shutil.rmtree(var, ignore_errors=True)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """Unwind once: a second SIGTERM (``timeout`` signals the whole process group as well)
+    must not cut the stack's shutdown short."""
+    signal.signal(signum, signal.SIG_IGN)
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 @contextlib.contextmanager
