@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from server.crypto import CredentialCipher
 from server.db import RetryTransaction, Txn
+from server.domain.events import Event
 from server.domain.links import AccountLinked, Link, link_stream
 from server.domain.shards import schema_name
 from server.shards import ShardRouter
@@ -65,11 +66,13 @@ def _rotate_txn(txn: Txn, store: PostgresEventStore, cipher: CredentialCipher, s
                 link: Link) -> bool:
     """Re-seal the link's latest credentials, decided on its state read now; a lost race
     (someone appended to its stream meanwhile) runs this again."""
-    current = links.link_txn(txn, link.user_id, link.service)
-    if current is None or cipher.is_current(current.credentials):
-        return False
+    def decide() -> list[Event]:
+        current = links.link_txn(txn, link.user_id, link.service)
+        if current is None or cipher.is_current(current.credentials):
+            return []
+        return [AccountLinked(user_id=link.user_id, service=link.service,
+                              account=current.account,
+                              credentials=cipher.rotate(current.credentials))]
+
     stream = link_stream(link.user_id, link.service)
-    event = AccountLinked(user_id=link.user_id, service=link.service, account=current.account,
-                          credentials=cipher.rotate(current.credentials))
-    append_latest_txn(txn, store, shard, stream, [event], link.user_id)
-    return True
+    return append_latest_txn(txn, store, shard, stream, decide, link.user_id) is not None

@@ -118,7 +118,8 @@ def link_txn(txn: Txn, call: Call, service: str, account: str, sealed: str,
     if replay is None:
         stream = link_stream(me, service)
         event = AccountLinked(user_id=me, service=service, account=account, credentials=sealed)
-        replay = append_latest_txn(txn, store, shard, stream, [event], me, key)
+        replay = append_latest_txn(txn, store, shard, stream, lambda: [event], me, key)
+        assert replay is not None
     first = store.get_txn(txn, replay.event_ids[0])
     assert first is not None and isinstance(first.data, AccountLinked)
     d = first.data

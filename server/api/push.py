@@ -22,6 +22,7 @@ from server.db import Txn
 from server.domain import devices as rules
 from server.domain import notifications as notes
 from server.domain.devices import Device, DeviceError
+from server.domain.events import Event
 from server.domain.ids import shard_of
 from server.domain.push import PLATFORMS
 from server.interfaces import IEventStore
@@ -43,9 +44,10 @@ def device_json(d: Device) -> dict[str, Any]:
 def register_txn(txn: Txn, store: IEventStore, shard: int, user_id: int, platform: str,
                  token: str, app: str, locale: str, key: str | None) -> Device:
     if key is None or store.replayed_txn(txn, shard, key) is None:
-        owner = devices.device_txn(txn, token, lock=True)
-        events = rules.decide_register(owner, user_id, platform, token, app, locale)
-        append_latest_txn(txn, store, shard, rules.device_stream(token), events, user_id, key)
+        append_latest_txn(
+            txn, store, shard, rules.device_stream(token), lambda: rules.decide_register(
+                devices.device_txn(txn, token, lock=True), user_id, platform, token, app,
+                locale), user_id, key)
     found = devices.device_txn(txn, token)
     if found is None or found.user_id != user_id:  # a retry after the token moved on
         raise not_found("this device is no longer registered to you")
@@ -53,21 +55,22 @@ def register_txn(txn: Txn, store: IEventStore, shard: int, user_id: int, platfor
 
 
 def unregister_txn(txn: Txn, store: IEventStore, shard: int, user_id: int, token: str) -> None:
-    events = rules.decide_unregister(devices.device_txn(txn, token, lock=True), user_id)
-    if not events:
-        raise not_found("no such device registered to you")
-    append_latest_txn(txn, store, shard, rules.device_stream(token), events, user_id, None)
+    def decide() -> list[Event]:
+        events = rules.decide_unregister(devices.device_txn(txn, token, lock=True), user_id)
+        if not events:
+            raise not_found("no such device registered to you")
+        return events
+
+    append_latest_txn(txn, store, shard, rules.device_stream(token), decide, user_id, None)
 
 
 def settings_txn(txn: Txn, store: IEventStore, user_id: int, changes: dict[str, bool],
                  key: str | None) -> frozenset[str]:
     shard = shard_of(user_id)
     if key is None or store.replayed_txn(txn, shard, key) is None:
-        events = notes.decide_settings(user_id, notifications.disabled_txn(txn, user_id),
-                                       changes)
-        if events:
-            append_latest_txn(txn, store, shard, notes.settings_stream(user_id), events,
-                              user_id, key)
+        append_latest_txn(txn, store, shard, notes.settings_stream(user_id), lambda: (
+            notes.decide_settings(user_id, notifications.disabled_txn(txn, user_id), changes)),
+            user_id, key)
     return notifications.disabled_txn(txn, user_id)
 
 

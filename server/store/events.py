@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import msgpack
@@ -415,14 +415,20 @@ def _recorded(
 
 
 def append_latest_txn(txn: Txn, store: IEventStore, shard: int, stream: str,
-                      events: Sequence[Event], actor: int | None = None,
-                      key: str | None = None) -> AppendResult:
-    """Append ``events`` after the stream's current version (read in ``txn``); a racing
-    writer makes the transaction run again (``RetryTransaction``), so the caller decides
-    again on fresh state."""
+                      decide: Callable[[], Sequence[Event]], actor: int | None = None,
+                      key: str | None = None) -> AppendResult | None:
+    """Append the events ``decide`` returns (None if it returns none) after the stream's
+    version, read in ``txn`` BEFORE ``decide`` reads the state it decides on: a writer that
+    commits to the stream after that read, even before the state is read, makes the append
+    conflict and the transaction run again (``RetryTransaction``), so no decision stands on
+    state older than the version it is appended after."""
+    version = store.stream_version_txn(txn, stream)
+    events = decide()
+    if not events:
+        return None
     try:
         return store.append_txn(txn, [AppendRequest(
             shard, stream, tuple(NewEvent(e, actor=actor) for e in events),
-            expected_version=store.stream_version_txn(txn, stream), idempotency_key=key)])[0]
+            expected_version=version, idempotency_key=key)])[0]
     except StreamConflict as e:
         raise RetryTransaction(str(e)) from e

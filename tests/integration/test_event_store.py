@@ -13,12 +13,18 @@ from server.domain.events import Event, EventRegistry, EventSchemaError
 from server.domain.log import (
     ORIGIN,
     AppendRequest,
+    AppendResult,
     NewEvent,
     Position,
     RecordedEvent,
     StreamConflict,
 )
-from server.store.events import IdempotencyKeyReused, PostgresEventStore, UnreadableEvent
+from server.store.events import (
+    IdempotencyKeyReused,
+    PostgresEventStore,
+    UnreadableEvent,
+    append_latest_txn,
+)
 from server.store.inline import InlineProjections
 from tests.helpers import wait_for
 from tests.integration.conftest import Env
@@ -291,3 +297,27 @@ def test_log_order_is_numeric_across_digit_counts(env: Env) -> None:
     head = s.head(4)
     assert head is not None and head.txid == 100
     assert [e.txid for e in s.read_page(4, page.events[0].position).events] == [10, 100]
+
+
+def test_append_latest_decides_on_state_no_older_than_the_version_it_follows(env: Env) -> None:
+    """``append_latest_txn`` reads the stream's version before the caller's decision reads
+    its state: a writer committing in between (here, from inside the decision) makes the
+    append conflict, so the decision runs again on the new state and nothing is lost."""
+    s = store(env)
+    s.append(2, "counter:1", noted(1))
+    seen: list[int] = []
+
+    def decide(txn: Txn) -> list[Event]:
+        row = txn.fetchone("SELECT count(*) FROM events WHERE stream = 'counter:1'")
+        seen.append(int(row[0]) if row else 0)
+        if len(seen) == 1:  # a racing writer commits after the version was read
+            s.append(2, "counter:1", noted(2))
+        return [Noted(n=10 * seen[-1])]
+
+    def txn_fn(txn: Txn) -> AppendResult | None:
+        return append_latest_txn(txn, s, 2, "counter:1", lambda: decide(txn), actor=42)
+
+    result = env.router.database(2).run_interaction("latest", txn_fn)
+    assert seen == [1, 2]  # decided again, on the state holding the racing event
+    assert result is not None
+    assert [e.data.n for e in s.read_stream(2, "counter:1")] == [1, 2, 20]  # type: ignore[attr-defined]

@@ -169,8 +169,5 @@ def dead_device_txn(txn: Txn, store: IEventStore, shard: int, user_id: int, toke
                     result: Unregistered) -> None:
     """Unregister ``user_id``'s device after the service called its token dead (unless it
     moved on or was registered again after the service's timestamp)."""
-    events = device_rules.decide_dead(devices.device_txn(txn, token, lock=True), user_id,
-                                      result)
-    if events:
-        append_latest_txn(txn, store, shard, device_rules.device_stream(token), events, None,
-                          None)
+    append_latest_txn(txn, store, shard, device_rules.device_stream(token), lambda: (
+        device_rules.decide_dead(devices.device_txn(txn, token, lock=True), user_id, result)))

@@ -277,12 +277,9 @@ def unlink_dead(ctx: WorkerContext, link: linking.Link, reason: str) -> None:
     stream = linking.link_stream(link.user_id, link.service)
 
     def txn_fn(txn: Txn) -> None:
-        current = links.link_txn(txn, link.user_id, link.service)
-        events = linking.decide_unlink(current, link.service, linking.CREDENTIAL_DEAD,
-                                       link.link_id, reason)
-        if events:
-            append_latest_txn(txn, ctx.store, shard, stream, events, link.user_id,
-                              f"unlink:{link.link_id}")
+        append_latest_txn(txn, ctx.store, shard, stream, lambda: linking.decide_unlink(
+            links.link_txn(txn, link.user_id, link.service), link.service,
+            linking.CREDENTIAL_DEAD, link.link_id, reason), link.user_id, f"unlink:{link.link_id}")
 
     ctx.router.database(shard).run_interaction("unlink_dead", txn_fn)
     log.warning("shareout: %s credentials of user %d refused; account unlinked",

@@ -34,6 +34,7 @@ from typing import Any
 from server import callbacks
 from server.config import Config
 from server.db import Txn
+from server.domain.events import Event
 from server.domain.ids import shard_of
 from server.domain.log import RecordedEvent
 from server.domain.media import MediaRendered, State
@@ -125,14 +126,16 @@ def disable(ctx: WorkerContext, payload: dict[str, Any], error: Exception) -> No
         shard = shard_of(sub_id)
 
         def txn_fn(txn: Txn, sub_id: int = sub_id, shard: int = shard) -> bool:
-            stream = subscription_stream(sub_id)
-            held = store.of_app_txn(txn, shard, payload["client_id"])
-            if not any(s.id == sub_id and s.status == "active" for s in held):
-                return False
+            def decide() -> list[Event]:
+                held = store.of_app_txn(txn, shard, payload["client_id"])
+                if not any(s.id == sub_id and s.status == "active" for s in held):
+                    return []
+                return [SubscriptionDisabled(subscription_id=sub_id,
+                                             client_id=payload["client_id"], reason=reason)]
+
             # deleted by its app at this moment: the transaction runs again and looks again
-            append_latest_txn(txn, ctx.store, shard, stream, [SubscriptionDisabled(
-                subscription_id=sub_id, client_id=payload["client_id"], reason=reason)])
-            return True
+            return append_latest_txn(txn, ctx.store, shard, subscription_stream(sub_id),
+                                     decide) is not None
 
         if ctx.router.database(shard).run_interaction("disable_subscription", txn_fn):
             log.warning("webhook subscription %d disabled: %s", sub_id, reason)
