@@ -28,7 +28,7 @@ KICKS = Counter("shutterlog_relay_kicks_total", "Advance jobs submitted by the r
 NOTIFICATIONS = Counter("shutterlog_relay_notifications_total",
                         "Append notifications received from PostgreSQL")
 TASKS_RESUBMITTED = Counter("shutterlog_tasks_resubmitted_total",
-                            "Tasks re-submitted because they were not done in time")
+                            "Tasks submitted by the relay's scan (due, or late)")
 
 # workers
 BATCHES = Counter("shutterlog_consumer_batches_total", "Batches applied", ["consumer"])

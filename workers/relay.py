@@ -10,8 +10,8 @@
   every checkpoint with its shard's head (lag in events of the consumer's types: metrics),
   re-kicks every running pair that has such events waiting (this heals kicks lost with a
   gearmand, notifications lost while reconnecting, and jobs of a worker killed mid-batch) or
-  ``SWEEP_AFTER`` events of other types (so its checkpoint moves past them), and re-submits
-  tasks past their deadline.
+  ``SWEEP_AFTER`` events of other types (so its checkpoint moves past them), and submits
+  every task due (delayed ones) or past its deadline (lost ones), ``TASK_BATCH`` at a time.
 
 The relay holds no state that matters: several may run at once (unique keys make duplicate
 kicks coalesce or find the pair locked), and a restarted one starts with a full scan.
@@ -40,6 +40,9 @@ from workers.gearman import GearmanClient
 from workers.jobs import advance_job, submit, task_job
 
 log = logging.getLogger(__name__)
+
+#: Tasks taken per statement when the scan submits those due (it takes batches until done).
+TASK_BATCH = 1000
 
 
 class Relay:
@@ -174,11 +177,15 @@ class Relay:
             if kick_due(state.lag, state.scanned):
                 lagging.append(pair)
         self._kick(lagging)
-        late = self.tasks.overdue(db, again_in=self.config.workers.task_lease)
-        if late:
-            log.info("re-submitting %d task(s) not done in time", len(late))
-            metrics.TASKS_RESUBMITTED.inc(len(late))
-            submit(self.gearman, [task_job(self.namespace, t) for t in late])
+        while True:  # every task due, in batches: delayed tasks are released here too
+            late = self.tasks.overdue(db, again_in=self.config.workers.task_lease,
+                                      limit=TASK_BATCH)
+            if late:
+                log.info("submitting %d task(s) due or not done in time", len(late))
+                metrics.TASKS_RESUBMITTED.inc(len(late))
+                submit(self.gearman, [task_job(self.namespace, t) for t in late])
+            if len(late) < TASK_BATCH:
+                break
 
 
 def _export(state: PairState) -> None:

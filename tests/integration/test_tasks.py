@@ -143,3 +143,26 @@ def test_a_task_whose_worker_died_runs_again_after_its_lease(env: Env) -> None:
         ctx.close()
         for p in procs:
             assert p.stop() == 0, p.output.text()
+
+
+def test_one_scan_submits_every_task_due_not_just_a_batch(env: Env) -> None:
+    """Delayed tasks are released by the relay's scan: 2,500 due at once all run after its
+    first scan, though it takes them 1,000 at a time and its next scan is a minute away."""
+    store = TaskStore(env.router)
+    payloads = [msgpack.packb({"name": f"t{i}"}) for i in range(2_500)]
+    assert len(store.insert(7, "test_record", payloads, grace=0.2)) == 2_500
+    wait_for(lambda: due(env) == 2_500, 10, "the tasks due")
+    procs = (relay(env.vars, SHUTTERLOG_RELAY_POLL_INTERVAL="60"), workers(env.vars))
+    try:
+        wait_for(lambda: len(runs(env)) == 2_500, 45, "every task run after one scan")
+        assert sorted(runs(env)) == sorted(f"t{i}".encode() for i in range(2_500))
+    finally:
+        for p in procs:
+            assert p.stop() == 0, p.output.text()
+
+
+def due(env: Env) -> int:
+    """Tasks of the test kind in shard 7's database whose due time has passed."""
+    row = env.router.database(7).run_interaction("due", lambda txn: txn.fetchone(
+        "SELECT count(*) FROM tasks WHERE kind = 'test_record' AND due_at < now()"))
+    return int(row[0]) if row else 0
