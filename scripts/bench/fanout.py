@@ -20,7 +20,7 @@ import redis
 
 from scripts.bench.common import arguments, bench_stack, machine, progress, rate, table
 from scripts.seed import account, follow, minted_ids, ready_medium
-from server import catalog
+from server.config import FeedsConfig
 from server.domain.ids import shard_of
 from server.shards import ShardRouter
 from server.store import graph
@@ -29,6 +29,7 @@ from server.store.events import PostgresEventStore
 from server.store.feeds import feed_key
 from server.store.tasks import TaskStore
 from tests.helpers import Process, wait_for
+from workers import handlers
 from workers.consumers import CONSUMERS
 
 PIPELINE = 1000
@@ -64,7 +65,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="worker processes (%(default)s)")
     p.add_argument("--concurrency", type=int, default=8, help="jobs per process (%(default)s)")
     args = p.parse_args()
-    catalog.load()
+    handlers.load()  # the event types, and the consumers whose checkpoints ``idle`` reads
+    chunk = FeedsConfig().chunk_size
+    if args.followers <= chunk:
+        p.error(f"--followers must be over feeds.chunk_size ({chunk:,}): a smaller fan-out is "
+                "pushed by the consumer itself, with no chunk task to time")
     with bench_stack(durable=args.durable) as bench:
         cfg = bench.config
         env = bench.env | {"SHUTTERLOG_WORKERS_METRICS_PORT": "0",

@@ -56,7 +56,7 @@ def lag(wanted: int, scanned: int, cap: int, oldest_wanted_ms: int | None,
     """The lag of a checkpoint followed by ``scanned`` events (counted up to ``cap``), of
     which ``wanted`` are of the consumer's types, the oldest of those written at
     ``oldest_wanted_ms``, seen at ``now_ms``. Events of other types are no lag: the consumer
-    has nothing to do for them (the relay moves it past them now and then, ``sweep_due``)."""
+    has nothing to do for them (the relay moves it past them now and then, ``kick_due``)."""
     capped = scanned >= cap
     if wanted <= 0 or oldest_wanted_ms is None:
         return Lag(0, capped, 0.0)
