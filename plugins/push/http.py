@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -44,7 +45,7 @@ def ssl_context(ca_file: str = "") -> ssl.SSLContext:
 @dataclass(frozen=True)
 class Answer:
     status: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]
     body: bytes
 
 

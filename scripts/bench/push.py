@@ -7,10 +7,10 @@ streams in flight (each level of ``--concurrency`` in turn), in three ways, alte
 of two rounds of ``--seconds`` each:
 
 - provider: ``ApnsProvider.send`` from a gevent pool of ``--concurrency`` greenlets: the
-  notification validated, its payload and headers built, the cached JWT, httpx, the answer
-  mapped to a result;
-- httpx alone: the provider's httpx channel from the same pool, requests built once but
-  ``:path`` and ``apns-id`` (where the provider's own work goes, next to httpx's);
+  notification validated, its payload and headers built, the cached JWT, the HTTP/2
+  channel (``plugins/push/h2channel.py``), the answer mapped to a result;
+- channel alone: an ``H2Channel`` of its own from the same pool, requests built once but
+  ``:path`` and ``apns-id`` (where the provider's own work goes, next to the channel's);
 - bare h2: a minimal client on the ``h2`` library, one TLS socket, requests of the same
   shape (headers built once but ``:path`` and ``apns-id``, one pre-built body, the same JWT)
   kept ``--concurrency`` in flight by a single loop.
@@ -44,7 +44,8 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from plugins.push.apns import ApnsProvider, ProviderToken  # noqa: E402
-from plugins.push.http import Channel, ssl_context  # noqa: E402
+from plugins.push.h2channel import H2Channel  # noqa: E402
+from plugins.push.http import ssl_context  # noqa: E402
 from scripts.bench.common import arguments, machine, progress, rate, table  # noqa: E402
 from scripts.fakes.tls import TlsFiles, make_tls  # noqa: E402
 from scripts.stack import free_port  # noqa: E402
@@ -118,8 +119,9 @@ def provider_send(provider: ApnsProvider) -> Callable[[Notification], bool]:
     return lambda n: isinstance(provider.send(n), Delivered)
 
 
-def httpx_send(channel: Channel, jwt: str, sample: Notification) -> Callable[[Notification], bool]:
-    """Through the provider's httpx channel alone: headers and body built once."""
+def channel_send(channel: H2Channel, jwt: str, sample: Notification,
+                 ) -> Callable[[Notification], bool]:
+    """Through an HTTP/2 channel alone: headers and body built once."""
     fixed = {"authorization": f"bearer {jwt}"} | apns_headers(sample, TOPIC)
     body = apns_body(sample)
     return lambda n: channel.post(f"/3/device/{n.device_token}",
@@ -170,7 +172,7 @@ def run_bare(port: int, ca: Path, jwt: str, seconds: float, concurrency: int,
     return done
 
 
-def measure(server: Server, ca: Path, provider: ApnsProvider, channel: Channel,
+def measure(server: Server, ca: Path, provider: ApnsProvider, channel: H2Channel,
             seconds: float, streams: int,
             source: Iterator[Notification]) -> dict[str, tuple[float, float]]:
     """{side: (best rate, server CPU share)} with ``streams`` in flight, best of 2 rounds."""
@@ -178,8 +180,8 @@ def measure(server: Server, ca: Path, provider: ApnsProvider, channel: Channel,
     sample = next(source)
     sides: dict[str, Callable[[], int]] = {
         "bare h2": lambda: run_bare(server.port, ca, jwt, seconds, streams, sample),
-        "httpx alone": lambda: run_pool(httpx_send(channel, jwt, sample), seconds, streams,
-                                        source),
+        "channel alone": lambda: run_pool(channel_send(channel, jwt, sample), seconds,
+                                          streams, source),
         "provider": lambda: run_pool(provider_send(provider), seconds, streams, source),
     }
     results: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
@@ -198,7 +200,7 @@ def main() -> None:
     p = arguments(__doc__.splitlines()[0], stack=False)
     p.add_argument("--concurrency", default="25,100",
                    help="streams in flight on the one connection, a comma-separated list "
-                   "measured in turn (default: %(default)s; httpx opens at most 100)")
+                   "measured in turn (default: %(default)s)")
     args = p.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     rows: list[list[str]] = []
@@ -213,17 +215,17 @@ def main() -> None:
         server = Server(tmp, tls, tmp / "public.pem")
         provider = ApnsProvider(ProviderToken(key, KEY_ID, TEAM_ID), TOPIC,
                                 f"https://127.0.0.1:{server.port}", ca_file=str(tls.ca))
-        channel = Channel(str(provider.channel.base), ca_file=str(tls.ca), http1=False)
+        channel = H2Channel(str(provider.channel.base), ca_file=str(tls.ca))
         source = notifications()
         try:
             for send in (provider_send(provider),
-                         httpx_send(channel, provider.token.current(), next(source))):
+                         channel_send(channel, provider.token.current(), next(source))):
                 run_pool(send, 0.5, max(levels), source)  # connect, warm up
             for streams in levels:
                 best = measure(server, tls.ca, provider, channel, args.seconds, streams,
                                source)
                 bare = best["bare h2"][0]
-                for side in ("provider", "httpx alone", "bare h2"):
+                for side in ("provider", "channel alone", "bare h2"):
                     pushes, cpu = best[side]
                     rows.append([str(streams), side, f"{pushes:,.0f}", f"{cpu:.0%}",
                                  f"{pushes / bare:.0%}"])
