@@ -17,9 +17,10 @@ only what APNs needs: POSTs with small bodies to one origin over one connection.
   loop leave together. One reader reads answers and wakes each request.
 - Headers are HPACK-coded without Huffman coding, and those that change with every request
   stay out of HPACK's table (``unindexed``), so the repeated ones are one byte each.
-- GOAWAY: streams the server did not take fail (to be retried), the others finish, new
-  requests go to a new connection. A lost connection fails every stream in flight. Errors
-  are ``TransportError`` subclasses named as httpx names its own.
+- GOAWAY and a lost connection fail every stream in flight (to be retried: ``h2`` takes no
+  frame after GOAWAY, as with httpx before); new requests go to a new connection. A request
+  without an answer within the timeout is reset. Errors are ``TransportError`` subclasses,
+  named as httpx names its own.
 
 It works from OS threads as from greenlets; the providers are driven by greenlets.
 """
@@ -253,17 +254,18 @@ class _Connection:
         return finished
 
     def _goaway(self, event: h2.events.ConnectionTerminated) -> list[_Stream]:
-        """No new streams here; those the server did not take fail (under ``lock``)."""
+        """No new streams here, and every stream still waiting fails (under ``lock``):
+        ``h2`` takes no frame after GOAWAY, so not even the streams the server kept can
+        be answered on this connection."""
         log.info("APNs connection closing (GOAWAY %r, %r)", event.error_code,
                  event.additional_data)
         self.usable = False
         self.slot_freed.notify_all()
-        last = event.last_stream_id if event.last_stream_id is not None else 0
-        untaken = [s for sid, s in self.streams.items() if sid > last]
-        for stream in untaken:
-            del self.streams[stream.id]
-            stream.error = RemoteProtocolError("GOAWAY before the server took the request")
-        return untaken
+        failed = list(self.streams.values())
+        self.streams.clear()
+        for stream in failed:
+            stream.error = RemoteProtocolError(f"GOAWAY ({event.error_code!r})")
+        return failed
 
     def close(self, error: TransportError) -> None:
         """Close the socket and fail every stream still waiting with ``error``."""
