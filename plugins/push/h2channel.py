@@ -97,11 +97,13 @@ class _Connection:
 
     def __init__(self, sock: ssl.SSLSocket, timeout: float) -> None:
         self.sock = sock
-        # Headers come from our own code: h2's per-header checks would cost more than the
-        # rest of a request; sensitive headers are marked by H2Channel.
+        # h2's per-header checks cost as much as the rest of a request: ours come from our
+        # own code (sensitive ones marked by H2Channel), the answers' from the verified
+        # server, and only :status and apns-id are read.
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=True, header_encoding=None, validate_outbound_headers=False,
-            normalize_outbound_headers=False))
+            normalize_outbound_headers=False, validate_inbound_headers=False,
+            normalize_inbound_headers=False))
         self.h2.encoder = _PlainEncoder()
         self.lock = threading.Lock()  # guards h2, streams and the flags; never held over I/O
         self.slot_freed = threading.Condition(self.lock)
@@ -342,8 +344,10 @@ class H2Channel:
             conn = self._conn
             if conn is not None and conn.usable:
                 return conn
-            if self._attempts != attempt and self._failure is not None:
-                raise self._failure  # the attempt made while this request waited failed
+            failure = self._failure
+            if self._attempts != attempt and failure is not None:
+                # the attempt made while this request waited failed: so does this request
+                raise type(failure)(*failure.args)
             self._attempts += 1
             try:
                 self._conn = self._connect()
@@ -363,12 +367,17 @@ class H2Channel:
         try:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock = self._tls.wrap_socket(raw, server_hostname=self.host)
+        except OSError as e:  # ssl.SSLError among them: an untrusted certificate
+            raw.close()
+            raise ConnectError(f"cannot connect: {type(e).__name__}") from None
+        try:
             if sock.selected_alpn_protocol() != "h2":
-                sock.close()
                 raise ConnectError("the server does not speak HTTP/2")
             return _Connection(sock, self.timeout)
-        except (OSError, h2.exceptions.ProtocolError) as e:
-            raw.close()
+        except (OSError, h2.exceptions.ProtocolError, ConnectError) as e:
+            sock.close()
+            if isinstance(e, ConnectError):
+                raise
             raise ConnectError(f"cannot connect: {type(e).__name__}") from None
 
     def close(self) -> None:
