@@ -22,7 +22,9 @@ only what APNs needs: POSTs with small bodies to one origin over one connection.
   without an answer within the timeout is reset. Errors are ``TransportError`` subclasses,
   named as httpx names its own.
 
-It works from OS threads as from greenlets; the providers are driven by greenlets.
+The workers drive it from greenlets, where reader and writer are greenlets of the same OS
+thread. It also works from OS threads (the provider tests): reader and writer then use the
+TLS socket at the same time, as httpcore's synchronous HTTP/2 client does.
 """
 
 from __future__ import annotations
