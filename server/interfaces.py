@@ -212,7 +212,7 @@ class IPushProvider(Interface):
 
     ``plugins.push.push_providers(config)`` builds one per platform. Call ``send`` from many
     greenlets at once (a gevent pool): the HTTP/2 providers multiplex concurrent sends as
-    streams of one connection. Not from several OS threads at once: httpx's HTTP/2 client
+    streams of one connection. Not from several OS threads at once: httpx's HTTP/2 client (FCM's)
     is not thread-safe (its HPACK encoder state gets corrupted; greenlets cannot be
     preempted inside it). Imports no event loop: the worker pool drives it under gevent.
     """

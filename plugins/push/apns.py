@@ -17,14 +17,13 @@ import threading
 import time
 from collections.abc import Callable
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from zope.interface import implementer
 
-from plugins.push.http import Channel
+from plugins.push.h2channel import H2Channel, TransportError
 from server.config import ConfigError, PushConfig
 from server.domain.apns import (
     PayloadTooLarge,
@@ -112,7 +111,8 @@ class ApnsProvider:
         self.token = token
         self.topic = topic
         self.policy = policy or RetryPolicy()
-        self.channel = Channel(base_url, ca_file=ca_file, timeout=timeout, http1=False)
+        self.channel = H2Channel(base_url, ca_file=ca_file, timeout=timeout,
+                                 unindexed=("apns-id", "apns-collapse-id", "apns-expiration"))
 
     def __repr__(self) -> str:
         return f"ApnsProvider({self.channel.base}, topic={self.topic!r}, {self.token!r})"
@@ -149,7 +149,7 @@ class ApnsProvider:
                 jwt_ = self.token.replace(jwt_)
                 answer = self.channel.post(
                     path, headers | {"authorization": f"bearer {jwt_}"}, body)
-        except httpx.TransportError as e:
+        except TransportError as e:
             log.warning("APNs unreachable for %s: %s", notification.describe(),
                         type(e).__name__)
             return RetryLater(type(e).__name__, backoff(None))

@@ -1,6 +1,8 @@
-"""The HTTP client the push providers share: httpx over one HTTP/2 connection, TLS verified.
+"""The FCM provider's HTTP client: httpx over one HTTP/2 connection, TLS verified; and what
+every push client shares (TLS context, quiet HTTP logs, ``Answer``). APNs has a client of its
+own, ``plugins/push/h2channel.py``.
 
-Providers send through an ``httpx.HTTPTransport`` directly rather than an ``httpx.Client``:
+``Channel`` sends through an ``httpx.HTTPTransport`` directly rather than an ``httpx.Client``:
 they need no redirects, cookies or auth flows, and skipping those layers took the rate of
 one process on one HTTP/2 connection from about 1,600 to about 2,300 requests/s (measured
 against the local APNs while writing ``scripts/bench/push.py``). The transport's
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -44,7 +47,7 @@ def ssl_context(ca_file: str = "") -> ssl.SSLContext:
 @dataclass(frozen=True)
 class Answer:
     status: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]
     body: bytes
 
 

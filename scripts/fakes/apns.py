@@ -90,6 +90,8 @@ class FakeApns:
     _hold: int = 0
     _held: list[Callable[[], None]] = field(default_factory=list)
     _open: int = 0
+    _live: set[_Connection] = field(default_factory=set)
+    _loop: asyncio.AbstractEventLoop | None = None
 
     # --- what tests tell it -----------------------------------------------------------------
 
@@ -116,6 +118,28 @@ class FakeApns:
         self._hold = 0
         self._held = []
 
+    def drop_connections(self) -> None:
+        """Close every connection abruptly, as a network failure would (no GOAWAY)."""
+        self._on_connections(lambda c: c.abort())
+
+    def goaway(self) -> None:
+        """Send GOAWAY on every connection (as APNs does before it closes one), answering
+        nothing more on it; the client is left to close it."""
+        self._on_connections(lambda c: c.goaway())
+
+    def _on_connections(self, action: Callable[[_Connection], None]) -> None:
+        assert self._loop is not None, "not serving"
+        done = threading.Event()
+
+        def run() -> None:
+            for conn in list(self._live):
+                action(conn)
+            done.set()
+
+        self._loop.call_soon_threadsafe(run)
+        if not done.wait(10):
+            raise RuntimeError("the fake APNs server did not act on its connections")
+
     def for_token(self, device_token: str) -> list[Received]:
         return [r for r in list(self.received) if r.device_token == device_token]
 
@@ -130,6 +154,7 @@ class FakeApns:
 
     async def serve(self, started: Callable[[int], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
+        self._loop = loop
         server = await loop.create_server(lambda: _Connection(self), "127.0.0.1", self.port,
                                           ssl=self.ssl_context(), backlog=512)
         self.port = server.sockets[0].getsockname()[1]
@@ -320,6 +345,7 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.server.connections += 1
+        self.server._live.add(self)
         self.conn.local_settings = h2.settings.Settings(
             client=False, initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.server.max_streams,
@@ -397,7 +423,17 @@ class _Connection(asyncio.Protocol):
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def goaway(self) -> None:
+        self.conn.close_connection()
+        self._flush()
+        self.server._live.discard(self)
+
     def _close(self) -> None:
+        self.server._live.discard(self)
         for _ in self.streams:
             self.server._open -= 1
         self.streams.clear()

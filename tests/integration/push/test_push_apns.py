@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,11 @@ from server.domain.push import (
     Delivered,
     Failed,
     Notification,
+    PushResult,
     RetryLater,
     Unregistered,
 )
-from tests.helpers import REPO, scrubbed_env
+from tests.helpers import REPO, scrubbed_env, wait_for
 from tests.push_helpers import (
     KEY_ID,
     TEAM_ID,
@@ -217,3 +220,54 @@ def test_greenlets_share_one_connection_with_many_streams(world: PushWorld) -> N
     assert json.loads(out.stdout.splitlines()[-1]) == {"Delivered": 80}
     assert world.apns.connections == 1 and world.apns.max_open_streams == 80
     assert load(env=env, search_default=False).push.concurrency == 80
+
+
+def test_the_servers_stream_limit_is_kept(world: PushWorld) -> None:
+    """A server allowing 5 concurrent streams gets 5 at once from 20 concurrent sends, no
+    more, all on one connection."""
+    world.apns.max_streams = 5
+    world.apns.hold_until(5)
+    env = world.env(concurrency="20")
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.integration.push.green_push", "ios", "20"], cwd=REPO,
+        env=scrubbed_env(env), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == {"Delivered": 20}
+    assert world.apns.connections == 1 and world.apns.max_open_streams == 5
+
+
+def _send_while_held(world: PushWorld, apns: ApnsProvider, cut: Callable[[], None],
+                     ) -> PushResult:
+    """What a send answers when ``cut`` acts on the connection while APNs holds its answer."""
+    world.apns.hold_all()
+    with ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(apns.send, note())
+        wait_for(lambda: world.apns.received, 10, "the request to reach APNs")
+        cut()
+        result = sending.result(timeout=10)
+    world.apns.stop_holding()
+    return result
+
+
+@pytest.mark.parametrize("cut", ["drop_connections", "goaway"])
+def test_a_lost_or_closing_connection_retries_later_and_reconnects(
+        world: PushWorld, apns: ApnsProvider, cut: str) -> None:
+    """A connection lost, or closed by GOAWAY, while a request waits: that request answers
+    RetryLater at once, and the next send opens a new connection and is delivered."""
+    result = _send_while_held(world, apns, getattr(world.apns, cut))
+    assert isinstance(result, RetryLater) and result.reason == "RemoteProtocolError"
+    assert apns.send(note(source=2)) == Delivered(note(source=2).id)
+    assert world.apns.connections == 2
+
+
+def test_an_answer_later_than_the_timeout_retries_later(world: PushWorld) -> None:
+    """No answer within push.timeout: RetryLater (ReadTimeout), the stream given up; the
+    connection keeps serving."""
+    provider = ApnsProvider.from_config(world.config(timeout="1").push, clock=world.clock)
+    try:
+        result = _send_while_held(world, provider, lambda: None)
+        assert isinstance(result, RetryLater) and result.reason == "ReadTimeout"
+        assert isinstance(provider.send(note(source=2)), Delivered)
+        assert world.apns.connections == 1
+    finally:
+        provider.close()
