@@ -29,23 +29,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from server.config import Config
 from server.db import Database, Txn
 from server.domain.checkpoints import lock_key
 from server.domain.log import ORIGIN, Position, RecordedEvent
 from server.domain.replay import Difference, Progress, ReplayUsageError, Spec
 from server.store import consumers as cstore
 from server.store import replay as store
-from workers.consumers import CONSUMERS, Consumer, Consumers
+from workers.consumers import Consumer, Consumers
 from workers.context import WorkerContext
 from workers.jobs import advance_job, submit
 from workers.rebuilds import Build, FollowersBuild, build_for
@@ -58,11 +55,6 @@ PAGE = 5000
 PARALLEL = 4
 #: Longest pause while an older open transaction hides the events that follow (seconds).
 MAX_BLOCKED_PAUSE = 0.2
-#: Processes a build runs in, at most (one per physical database): shards are independent,
-#: and one process decodes and applies no faster than its GIL lets it.
-PROCESSES = 2
-#: Fewer events to apply than this: one process (starting another costs about a second).
-PROCESS_MIN_EVENTS = 100_000
 
 
 def _wanted(events: list[RecordedEvent], after: Position, mine: frozenset[str],
@@ -75,16 +67,6 @@ def _wanted(events: list[RecordedEvent], after: Position, mine: frozenset[str],
     if mine >= read:
         return events[k:] if k else events
     return [e for e in events[k:] if e.type in mine]
-
-
-@dataclass(frozen=True)
-class Part:
-    """What a build process needs of one item of the command to build its shards."""
-
-    spec: Spec
-    run: int
-    shards: Sequence[int] | None
-    positions: dict[int, Position]
 
 
 class Reporter(Protocol):
@@ -109,8 +91,6 @@ class Item:
     resumed: bool
     positions: dict[int, Position]
     events: int = 0
-    #: The logical shards a per-shard projection's build is limited to (None: all).
-    shards: Sequence[int] | None = None
     seconds: float = 0.0
     status: str = "building"
     message: str = ""
@@ -144,13 +124,11 @@ class Replayer:
     """Runs replay requests against one deployment (``ctx``: the live context)."""
 
     def __init__(self, ctx: WorkerContext, consumers: Consumers, reporter: Reporter,
-                 lock_timeout: float = 60.0, processes: int | None = None) -> None:
+                 lock_timeout: float = 60.0) -> None:
         self.ctx = ctx
         self.consumers = consumers
         self.reporter = reporter
         self.lock_timeout = lock_timeout
-        #: Processes a build runs in (None: ``PROCESSES`` for a large enough build).
-        self.processes = processes
         self.router = ctx.router
         self.control = store.control_database(ctx.router.databases())
         self.sessions = {db.dsn: Database(db.dsn, pool_size=4, name="shutterlog-replay",
@@ -241,11 +219,10 @@ class Replayer:
             if build.exists():
                 positions = self.control.run_interaction("run_positions",
                                                          store.run_positions_txn, found.id)
-                return Item(spec, found.id, build, True, positions, found.events, shards)
+                return Item(spec, found.id, build, True, positions, found.events)
             build.close()
         if request.dry_run:
-            return Item(spec, 0, self._build_of(spec, 0, consumer, shards), False, {},
-                        shards=shards)
+            return Item(spec, 0, self._build_of(spec, 0, consumer, shards), False, {})
         for old in self.control.run_interaction("old_runs", store.other_open_runs_txn,
                                                 kind, spec.name):
             leftover = self._build_of(spec, old.id, consumer, shards)
@@ -257,7 +234,7 @@ class Replayer:
                                            shards, request.until_id)
         build = self._build_of(spec, run.id, consumer, shards)
         build.create()
-        return Item(spec, run.id, build, False, {}, shards=shards)
+        return Item(spec, run.id, build, False, {})
 
     def _build_of(self, spec: Spec, run: int, consumer: Consumer | None,
                   shards: Sequence[int] | None) -> Build:
@@ -284,8 +261,9 @@ class Replayer:
 
     def _build(self, items: list[Item], shards: list[int], until_id: int | None,
                total: int) -> None:
-        """Every shard's log into the builds: in one process per physical database when
-        there is enough to do (``PROCESSES``), else in this one."""
+        """Every shard's log into the builds, ``PARALLEL`` shards at a time (shards are
+        independent, as they are for the worker pool; one thread decodes while others wait
+        on PostgreSQL or Redis)."""
         started = time.monotonic()
         done = [0]
         lock = threading.Lock()
@@ -295,33 +273,6 @@ class Replayer:
                 done[0] += n
                 self.reporter.progress(Progress(done[0], max(total, done[0]),
                                                 time.monotonic() - started))
-
-        processes = self.processes or (PROCESSES if total >= PROCESS_MIN_EVENTS else 1)
-        groups = self._groups(shards, processes)
-        # The processes load the consumers as the CLI does (``workers.modules``).
-        if len(groups) > 1 and self.consumers is CONSUMERS:
-            self._build_in_processes(items, groups, until_id, tick)
-        else:
-            self._build_here(items, shards, until_id, tick)
-        for i in items:
-            i.seconds += time.monotonic() - started
-        tick(0)
-
-    def _groups(self, shards: list[int], processes: int) -> list[list[int]]:
-        """``shards`` by physical database, in at most ``processes`` groups."""
-        by_db: dict[str, list[int]] = {}
-        for s in shards:
-            by_db.setdefault(self.router.database(s).dsn, []).append(s)
-        groups: list[list[int]] = [[] for _ in range(max(1, min(processes, len(by_db))))]
-        for k, mine in enumerate(by_db.values()):
-            groups[k % len(groups)] += mine
-        return groups
-
-    def _build_here(self, items: list[Item], shards: list[int], until_id: int | None,
-                    tick: Callable[[int], None]) -> None:
-        """``PARALLEL`` shards at a time in this process (shards are independent, as they
-        are for the worker pool; one thread decodes while others wait on PostgreSQL or
-        Redis)."""
 
         def shard(s: int) -> None:
             mine = [i for i in items if self._covers(i, s)]
@@ -344,43 +295,9 @@ class Replayer:
             except BaseException:
                 self._stopping = True  # the other shards stop at their next page
                 raise
-
-    def _build_in_processes(self, items: list[Item], groups: list[list[int]],
-                            until_id: int | None, tick: Callable[[int], None]) -> None:
-        """One process per group of shards (``_build_part``), each with connections of its
-        own, building into the same namespaces and saving the same runs' checkpoints; their
-        progress and outcome come back through a queue. One failing stops the others."""
-        mp = multiprocessing.get_context("spawn")
-        queue = mp.Queue()
-        parts = [Part(i.spec, i.run, i.shards, dict(i.positions)) for i in items]
-        children = [mp.Process(target=_build_part, name=f"replay-{k}", daemon=True,
-                               args=(queue, k, self.ctx.config, parts, group, until_id,
-                                     self.lock_timeout))
-                    for k, group in enumerate(groups)]
-        for child in children:
-            child.start()
-        try:
-            running = len(children)
-            while running:
-                kind, k, value = queue.get()
-                if kind == "tick":
-                    tick(value)
-                elif kind == "failed":
-                    raise RuntimeError(f"replay process {k} (shards {groups[k]}) failed:\n"
-                                       f"{value}")
-                else:
-                    running -= 1
-                    for i in items:
-                        added, positions = value[i.run]
-                        i.events += added
-                        i.positions.update(positions)
-            for child in children:
-                child.join()
-        finally:
-            for child in children:
-                if child.is_alive():
-                    child.terminate()  # only after a failure: the run resumes or starts over
-                    child.join()
+        for i in items:
+            i.seconds += time.monotonic() - started
+        tick(0)
 
     def _side_effect(self, item: Item) -> bool:
         return item.spec.consumer is not None and self.consumers.get(
@@ -419,16 +336,15 @@ class Replayer:
                 # Read the next page while this one is applied (PostgreSQL works meanwhile).
                 ahead = self._reader.submit(self.ctx.store.read_page_bulk, shard, nxt, PAGE,
                                             types)
-            added = {}
             for i in items:
                 wanted = _wanted(events, i.positions.get(shard, ORIGIN), i.build.types, types)
                 if wanted:
                     i.build.apply(wanted)
                     with self._counting:
                         i.events += len(wanted)
-                added[i.run] = len(wanted)
             moved = {i.run: max(i.positions.get(shard, ORIGIN), nxt) for i in items}
-            self.control.run_interaction("save_run", store.save_run_txn, shard, moved, added)
+            counts = {i.run: i.events for i in items}
+            self.control.run_interaction("save_run", store.save_run_txn, shard, moved, counts)
             for i in items:
                 i.positions[shard] = moved[i.run]
             tick(len(events))
@@ -571,45 +487,3 @@ class Replayer:
         item.message = (f"{len(item.differences)} difference(s)" if item.differences
                         else "the live projection equals the log's")
         self.control.run_interaction("finish_run", store.finish_run_txn, item.run, item.status)
-
-
-class _Quiet:
-    """A build process's reporter: its progress goes through the queue, not here."""
-
-    def say(self, message: str, **fields: object) -> None:
-        pass
-
-    def progress(self, progress: Progress) -> None:
-        pass
-
-
-def _build_part(queue: multiprocessing.Queue, k: int,
-                config: Config, parts: list[Part], shards: list[int], until_id: int | None,
-                lock_timeout: float) -> None:
-    """A build process (``Replayer._build_in_processes``): build ``shards`` of every part
-    into its run's namespace; put ``("tick", k, events)`` as pages are applied, then
-    ``("done", k, {run: (events applied, positions)})`` or ``("failed", k, traceback)``."""
-    try:
-        from workers import handlers
-
-        handlers.load(config.workers.modules)
-        ctx = WorkerContext.create(config, name="shutterlog-replay")
-        replayer = Replayer(ctx, CONSUMERS, _Quiet(), lock_timeout, processes=1)
-        try:
-            items = [Item(p.spec, p.run, replayer._build_of(
-                p.spec, p.run, CONSUMERS.get(p.spec.consumer) if p.spec.consumer else None,
-                p.shards), True, p.positions, 0, p.shards) for p in parts]
-            try:
-                replayer._build_here(items, shards, until_id,
-                                     lambda n: queue.put(("tick", k, n)))
-            finally:
-                for i in items:
-                    i.build.close()
-            queue.put(("done", k, {i.run: (i.events, {s: i.positions[s] for s in shards
-                                                      if s in i.positions})
-                                   for i in items}))
-        finally:
-            replayer.close()
-            ctx.close()
-    except BaseException:
-        queue.put(("failed", k, traceback.format_exc()))

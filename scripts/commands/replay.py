@@ -54,9 +54,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="differences printed per projection (default: 100)")
     p.add_argument("--lock-timeout", type=float, default=60.0,
                    help="seconds to wait for a live consumer's running batch (default: 60)")
-    p.add_argument("--processes", type=int, metavar="N",
-                   help="build in N processes, the shards split by physical database "
-                   "(default: one per database, up to 2, for 100,000 events or more)")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout")
     p.set_defaults(func=_replay)
 
@@ -142,8 +139,7 @@ def _replay(args: argparse.Namespace) -> int:
     out = Output(args.json)
     handlers.load(cfg.workers.modules)
     ctx = WorkerContext.create(cfg, name="shutterlog-replay")
-    replayer = Replayer(ctx, CONSUMERS, out, lock_timeout=args.lock_timeout,
-                        processes=args.processes)
+    replayer = Replayer(ctx, CONSUMERS, out, lock_timeout=args.lock_timeout)
     try:
         specs = resolve(args.projections, args.shards, ctx.router.count)
         if args.verify and "all" in args.projections and "realtime" not in args.projections:

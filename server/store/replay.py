@@ -100,17 +100,16 @@ def run_positions_txn(txn: Txn, run: int) -> dict[int, Position]:
 
 def save_run_txn(txn: Txn, shard: int, positions: dict[int, Position],
                  events: dict[int, int]) -> None:
-    """Save where runs stand in ``shard`` (``{run: position}``) and how many more events
-    each has applied (``{run: events}``: added, so that shards saving at once, from
-    threads or processes, all count), in one transaction."""
+    """Save where runs stand in ``shard`` (``{run: position}``) and how many events each
+    has applied (``{run: events}``), in one transaction."""
     for run, p in positions.items():
         txn.execute(
             "INSERT INTO replay_checkpoints (run, shard, txid, event_id) VALUES "
             "(%s, %s, %s::xid8, %s) ON CONFLICT (run, shard) DO UPDATE SET "
             "txid = excluded.txid, event_id = excluded.event_id",
             (run, shard, str(p.txid), p.id))
-        txn.execute("UPDATE replay_runs SET events = events + %s, updated_at = now() "
-                    "WHERE id = %s", (events[run], run))
+        txn.execute("UPDATE replay_runs SET events = %s, updated_at = now() WHERE id = %s",
+                    (events[run], run))
 
 
 # --- the live consumers (on the shard's database) -----------------------------------------------

@@ -131,25 +131,6 @@ def test_verify_after_a_random_workload_finds_no_difference(module_env: Env,
     assert progress and progress[-1]["done"] == progress[-1]["total"] > 0
 
 
-def test_a_build_in_two_processes_equals_the_live_projections(module_env: Env,
-                                                              world: dict[str, Any]) -> None:
-    """--processes 2 (the shards split by physical database, as a large log gets by
-    default): verified equal to the live projections, its progress complete; swapped in,
-    then verified again."""
-    env = module_env
-    run = cli(env, "all", "--verify", "--processes", "2", "--json")
-    assert run.returncode == 0, run.stdout + run.stderr
-    s = summary(run)
-    assert s["differences"] == 0 and sum(p["events"] for p in s["projections"]) > 3000, s
-    progress = [d for d in map(json.loads, run.stdout.splitlines()) if d["type"] == "progress"]
-    assert progress and progress[-1]["done"] == progress[-1]["total"] > 0
-    settled(env)
-    swapped = cli(env, "counters", "tags", "liked", "--processes", "2", "--json")
-    assert swapped.returncode == 0, swapped.stdout + swapped.stderr
-    again = cli(env, "counters", "tags", "liked", "--verify", "--json")
-    assert again.returncode == 0 and summary(again)["differences"] == 0, again.stdout
-
-
 def test_verify_reports_each_difference_and_exits_1(module_env: Env, world: dict[str, Any]
                                                     ) -> None:
     """A feed missing a medium, a wrong count and a lost liked row are each reported as
