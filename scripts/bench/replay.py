@@ -7,8 +7,7 @@ their followers-side mirrors, ready media (captions with hashtags, a third with 
 likes and comments. Then, in the same run: the raw read (COPY of every database's events
 table into a null sink), each projection rebuilt alone (``Replayer``, what ``shutterlog
 replay X`` runs: build from the origin, swap), and all of them in one run (one read of the
-log for every projection); counters and tags also in one process, for comparison with the
-default build (one process per database for a log this size). Goal: at least 100,000
+log for every projection). Goal: at least 100,000
 events/s for counters and tags, and ``all`` at least 25% of the raw read rate (over the
 log's events). Both rates are printed: events applied (those of the projection's types) and
 log events (the whole log) per second. The log is appended in chunks from one thread per
@@ -221,12 +220,11 @@ def raw_read(router: ShardRouter) -> tuple[int, float]:
     return rows, time.perf_counter() - start
 
 
-def replay(ctx: WorkerContext, names: list[str], processes: int | None = None
-           ) -> tuple[int, float, dict[str, int]]:
-    """Rebuild ``names`` in one run (in ``processes``, None: the default): (events read,
-    seconds, events applied per projection)."""
+def replay(ctx: WorkerContext, names: list[str]) -> tuple[int, float, dict[str, int]]:
+    """Rebuild ``names`` in one run: (events read, seconds, events applied per
+    projection)."""
     quiet = Quiet()
-    replayer = Replayer(ctx, CONSUMERS, quiet, processes=processes)
+    replayer = Replayer(ctx, CONSUMERS, quiet)
     try:
         start = time.perf_counter()
         items = replayer.execute(Request([SPECS[n] for n in names], fresh=True))
@@ -257,13 +255,10 @@ def main() -> None:
                                       f"{rate(rows, raw_s):,.0f}", f"{rate(rows, raw_s):,.0f}",
                                       "100%"]]
         projections = [n for n in ALL if n != "realtime"]
-        runs: list[tuple[str, list[str], int | None]] = [
-            (n, [n], None) for n in projections]
-        runs += [(f"{n} (one process)", [n], 1) for n in ("counters", "tags")]
-        runs.append(("all (one read of the log)", projections, None))
-        for name, names, processes in runs:
+        runs = [(n, [n]) for n in projections] + [("all (one read of the log)", projections)]
+        for name, names in runs:
             progress(f"replaying {name}")
-            _read, seconds, per = replay(ctx, names, processes)
+            _read, seconds, per = replay(ctx, names)
             applied = sum(per.values())
             log_rate = rate(total, seconds)
             rows_out.append([name, f"{applied:,}", f"{seconds:.2f}",
