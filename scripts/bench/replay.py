@@ -7,11 +7,11 @@ their followers-side mirrors, ready media (captions with hashtags, a third with 
 likes and comments. Then, in the same run: the raw read (COPY of every database's events
 table into a null sink), each projection rebuilt alone (``Replayer``, what ``shutterlog
 replay X`` runs: build from the origin, swap), and all of them in one run (one read of the
-log for every projection). Goal: at least 100,000
-events/s for counters and tags, and ``all`` at least 25% of the raw read rate (over the
-log's events). Both rates are printed: events applied (those of the projection's types) and
-log events (the whole log) per second. The log is appended in chunks from one thread per
-database, with progress.
+log for every projection). Goal: at least 100,000 events/s for counters and tags, and
+``all`` at least 25% of the raw read rate (over the log's events). Both rates are printed:
+events applied (those of the projection's types) and log events (the whole log) per
+second. The log is appended in chunks, each database's from a thread of its own, with
+progress.
 
 Run: ``python -m scripts.bench.replay [--events N]`` (default 1,000,000).
 """
@@ -87,7 +87,7 @@ def world(store: PostgresEventStore, router: ShardRouter, events: int) -> int:
             (NewEvent(mirror(UserFollowed(follower=f, followee=t), r.event_ids[0]), actor=f),))
             for (f, t), r in zip(chunk, results, strict=True)])
 
-    _chunked(router, plist, follows, "follows")
+    _chunked(router, plist, lambda p: shard_of(p[0]), follows, "follows")
     n_media = events // 10
     progress(f"appending {n_media:,} ready media")
     media: list[tuple[int, int]] = []
@@ -163,24 +163,27 @@ def _post(media_id: int, owner: int, rng: random.Random) -> AppendRequest:
 
 def _parallel(store: PostgresEventStore, reqs: list[AppendRequest], what: str) -> None:
     """Append ``reqs`` in chunks through the event store (inline projections included)."""
-    _chunked(store.router, reqs, store.append_many, what)
+    _chunked(store.router, reqs, lambda r: r.shard, store.append_many, what)
 
 
 T = TypeVar("T")
 
 
-def _chunked(router: IShardRouter, items: list[T], append: Callable[[list[T]], object],
-             what: str) -> None:
-    """``append`` the items in chunks of ``CHUNK`` from as many threads as there are
-    databases (PostgreSQL works on one chunk while Python builds the next), with progress
-    about every tenth of the way."""
-    chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+def _chunked(router: IShardRouter, items: list[T], shard: Callable[[T], int],
+             append: Callable[[list[T]], object], what: str) -> None:
+    """``append`` the items in chunks of ``CHUNK``, one thread per database (that of the
+    item's ``shard``: two threads updating the same rows, such as a user's counts, would
+    wait on each other's locks), with progress about every tenth of the way."""
+    by_db: dict[str, list[T]] = {}
+    for item in items:
+        by_db.setdefault(router.database(shard(item)).dsn, []).append(item)
     done = [0, 0]
     lock = threading.Lock()
     started = time.perf_counter()
 
-    def writer(mine: list[list[T]]) -> None:
-        for chunk in mine:
+    def writer(mine: list[T]) -> None:
+        for i in range(0, len(mine), CHUNK):
+            chunk = mine[i:i + CHUNK]
             append(chunk)
             with lock:
                 done[0] += len(chunk)
@@ -189,8 +192,7 @@ def _chunked(router: IShardRouter, items: list[T], append: Callable[[list[T]], o
                     progress(f"  {what}: {done[0]:,} of {len(items):,} "
                              f"({done[0] / (time.perf_counter() - started):,.0f}/s)")
 
-    n = len(router.databases())
-    threads = [threading.Thread(target=writer, args=(chunks[k::n],)) for k in range(n)]
+    threads = [threading.Thread(target=writer, args=(mine,)) for mine in by_db.values()]
     for t in threads:
         t.start()
     for t in threads:
