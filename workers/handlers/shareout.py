@@ -250,8 +250,8 @@ def _settle(ctx: WorkerContext, ledger: ShareLedger, row: Share, outcome: Outcom
         ledger.record(attempts=row.attempts + 1, next_ms=int(at * 1000), error=outcome.reason)
         raise RetryTask(outcome.reason, at - now)
     elif isinstance(outcome, CredentialDead):
+        unlink_dead(ctx, link, outcome.reason)  # first: whoever sees the failure sees no link
         ledger.record(state=failed, error=f"the credentials were refused: {outcome.reason}")
-        unlink_dead(ctx, link, outcome.reason)
     elif isinstance(outcome, Failed):
         ledger.record(state=failed, error=outcome.reason, next_ms=None)
 
