@@ -23,13 +23,16 @@ only what APNs needs: POSTs with small bodies to one origin over one connection.
   named as httpx names its own.
 
 The workers drive it from greenlets, where reader and writer are greenlets of the same OS
-thread. It also works from OS threads (the provider tests): reader and writer then use the
-TLS socket at the same time, as httpcore's synchronous HTTP/2 client does.
+thread. It also works from OS threads (the provider tests): the reader waits for data in
+``select`` and reads under the same lock the writer writes under, since one SSL object must
+not be used by two threads at once (a read racing a write came back as a false end of the
+connection).
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -108,12 +111,16 @@ class _Connection:
             normalize_inbound_headers=False))
         self.h2.encoder = _PlainEncoder()
         self.lock = threading.Lock()  # guards h2, streams and the flags; never held over I/O
+        # Held over each TLS read and write: one SSL object must not be used by two OS
+        # threads at once (the reader waits for data in select, without it).
+        self.io = threading.Lock()
         self.slot_freed = threading.Condition(self.lock)
         self.streams: dict[int, _Stream] = {}
         self.wake = threading.Lock()  # released (once) when there is something to write
         self.wake.acquire()
         self.wake_pending = False
         self.usable = True  #: takes new streams (not lost, no GOAWAY)
+        self.timeout = timeout  # of the reader's waits: it looks whether it was closed
         self.closed = False
         self.h2.initiate_connection()
         self.sock.sendall(self.h2.data_to_send())
@@ -179,7 +186,8 @@ class _Connection:
                         return
                     data = self.h2.data_to_send()
                 if data:
-                    self.sock.sendall(data)
+                    with self.io:
+                        self.sock.sendall(data)
         except OSError as e:
             self.close(RemoteProtocolError(f"write failed: {type(e).__name__}"))
 
@@ -201,10 +209,15 @@ class _Connection:
     def _read(self) -> None:
         try:
             while True:
+                if not self.sock.pending():  # nothing decrypted waiting: wait for the socket
+                    ready, _, _ = select.select([self.sock], [], [], self.timeout)
+                    if not ready:
+                        continue
                 try:
-                    data = self.sock.recv(_READ_SIZE)
+                    with self.io:
+                        data = self.sock.recv(_READ_SIZE)
                 except TimeoutError:
-                    continue  # idle (the timeout is there for writes)
+                    continue  # part of a record only (the timeout is there for writes)
                 if not data:
                     raise RemoteProtocolError("connection closed by the server")
                 with self.lock:
@@ -215,7 +228,7 @@ class _Connection:
                     stream.done.release()
                 if drained:
                     raise RemoteProtocolError("connection closed (GOAWAY)")
-        except (OSError, h2.exceptions.ProtocolError) as e:
+        except (OSError, ValueError, h2.exceptions.ProtocolError) as e:  # ValueError: closed
             self.close(RemoteProtocolError(f"connection lost: {type(e).__name__}"))
         except RemoteProtocolError as e:
             self.close(e)
