@@ -90,15 +90,21 @@ def test_gearmand_stopped_and_restarted_while_events_arrive(env: Env, tmp_path) 
         gearmand.stop()
 
 
-def metric(port: str, name: str, consumer: str, shard: int) -> float | None:
-    """A labelled gauge's value from a /metrics page (None if absent or not answering)."""
+def sample(port: str, series: str) -> float | None:
+    """One series' value (``name{labels}`` as the page prints it) from a /metrics page; None
+    if absent or not answering."""
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
     except httpx.TransportError:
         return None
-    prefix = f'{name}{{consumer="{consumer}",shard="{shard}"}} '
-    found = [line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)]
+    found = [line[len(series) + 1:] for line in text.splitlines()
+             if line.startswith(series + " ")]
     return float(found[0]) if found else None
+
+
+def metric(port: str, name: str, consumer: str, shard: int) -> float | None:
+    """A gauge labelled by consumer and shard (None if absent or not answering)."""
+    return sample(port, f'{name}{{consumer="{consumer}",shard="{shard}"}}')
 
 
 def test_relay_metrics_show_lag_until_workers_catch_up(env: Env) -> None:
@@ -126,11 +132,8 @@ def test_relay_metrics_show_lag_until_workers_catch_up(env: Env) -> None:
 
 
 def counter(port: str, name: str, consumer: str | None = None) -> float:
-    """A counter, labelled by consumer or not, from a /metrics page (0 if absent)."""
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-    prefix = f'{name}{{consumer="{consumer}"}} ' if consumer else f"{name} "
-    found = [line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)]
-    return float(found[0]) if found else 0.0
+    """A counter, labelled by consumer or not (0 if not counted yet)."""
+    return sample(port, f'{name}{{consumer="{consumer}"}}' if consumer else name) or 0.0
 
 
 def test_the_relay_wakes_only_the_consumers_that_want_what_was_appended(env: Env) -> None:

@@ -212,14 +212,21 @@ def test_greenlets_share_one_connection_with_many_streams(world: PushWorld) -> N
     """Under gevent's monkey-patching (as in the worker pool), 80 sends from one process
     multiplex as 80 concurrent streams of one connection."""
     world.apns.hold_until(80)
-    env = {k: v for k, v in world.env(concurrency="80").items()}
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.integration.push.green_push", "ios", "80"], cwd=REPO,
-        env=scrubbed_env(env), capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.splitlines()[-1]) == {"Delivered": 80}
+    env = world.env(concurrency="80")
+    assert green_sends(env, 80) == {"Delivered": 80}
     assert world.apns.connections == 1 and world.apns.max_open_streams == 80
     assert load(env=env, search_default=False).push.concurrency == 80
+
+
+def green_sends(env: dict[str, str], count: int) -> dict[str, int]:
+    """``count`` concurrent iOS sends from a gevent-patched process with ``env``'s settings
+    (``green_push``); its outcomes by kind."""
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.integration.push.green_push", "ios", str(count)],
+        cwd=REPO, env=scrubbed_env(env), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    outcomes: dict[str, int] = json.loads(out.stdout.splitlines()[-1])
+    return outcomes
 
 
 def test_the_servers_stream_limit_is_kept(world: PushWorld) -> None:
@@ -227,12 +234,7 @@ def test_the_servers_stream_limit_is_kept(world: PushWorld) -> None:
     more, all on one connection."""
     world.apns.max_streams = 5
     world.apns.hold_until(5)
-    env = world.env(concurrency="20")
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.integration.push.green_push", "ios", "20"], cwd=REPO,
-        env=scrubbed_env(env), capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.splitlines()[-1]) == {"Delivered": 20}
+    assert green_sends(world.env(concurrency="20"), 20) == {"Delivered": 20}
     assert world.apns.connections == 1 and world.apns.max_open_streams == 5
 
 
