@@ -96,7 +96,7 @@ class LocalStack:
         for d in ("run", "log"):
             (self.var / d).mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
-        started = [name for name in self.ports if self._pid(name) is None]
+        started = [name for name in self.ports if self.pid(name) is None]
         self._start_postgres(deadline)
         self._start_redis(deadline)
         self._start_gearmand(deadline)
@@ -108,7 +108,7 @@ class LocalStack:
         for name in ("gearmand", "redis", "postgres"):
             if names is not None and name not in names:
                 continue
-            pid = self._pid(name)
+            pid = self.pid(name)
             if pid is None:
                 continue
             self.say(f"stopping {name} (pid {pid})")
@@ -117,7 +117,7 @@ class LocalStack:
 
     def status(self) -> list[ServiceStatus]:
         """Each server, its port, and its pid if it is running."""
-        return [ServiceStatus(n, p, self._pid(n)) for n, p in self.ports.items()]
+        return [ServiceStatus(n, p, self.pid(n)) for n, p in self.ports.items()]
 
     def dsn(self, index: int) -> str:
         """The DSN of the ``index``-th physical database."""
@@ -148,7 +148,7 @@ class LocalStack:
         home = self.var / "postgres"
         data = home / "data"
         user = self._postgres_user()
-        if self._pid("postgres") is None:
+        if self.pid("postgres") is None:
             self._check_port("postgres")
             home.mkdir(parents=True, exist_ok=True)
             if user is not None:
@@ -179,7 +179,7 @@ class LocalStack:
         self._create_databases()
 
     def _start_redis(self, deadline: float) -> None:
-        if self._pid("redis") is None:
+        if self.pid("redis") is None:
             self._check_port("redis")
             home = self.var / "redis"
             home.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ class LocalStack:
         self._wait("redis", deadline, lambda: redis_ping("127.0.0.1", self.ports["redis"]))
 
     def _start_gearmand(self, deadline: float) -> None:
-        if self._pid("gearmand") is None:
+        if self.pid("gearmand") is None:
             self._check_port("gearmand")
             exe = shutil.which("gearmand") or "/usr/sbin/gearmand"
             if not os.path.exists(exe):
@@ -284,7 +284,7 @@ class LocalStack:
         log.close()
         (self.var / "run" / f"{name}.pid").write_text(f"{proc.pid} {start_time(proc.pid)}\n")
 
-    def _pid(self, name: str) -> int | None:
+    def pid(self, name: str) -> int | None:
         """The pid of our ``name`` server if it is still the process we started."""
         try:
             pid_text, start = (self.var / "run" / f"{name}.pid").read_text().split()
@@ -305,7 +305,7 @@ class LocalStack:
 
     def _wait(self, name: str, deadline: float, ready: Callable[[], bool]) -> None:
         while not ready():
-            if self._pid(name) is None:
+            if self.pid(name) is None:
                 log = self.var / "log" / f"{name}.out"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
                 raise StackError(f"{name} exited while starting; its output:\n{tail}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
 import random
 import sys
@@ -33,6 +34,27 @@ from scripts.stack import free_port
 
 #: Like requests in flight at once (one thread and connection each).
 IN_FLIGHT = 8
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` and its descendants so far."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def rss_kib(pid: int) -> int:
@@ -181,18 +203,24 @@ async def measure(base: str, world: World, clients: list[ClientConnection], rate
             "matched": len(latencies)}
 
 
-async def run(args: Any, world: World, base: str, pid: int) -> list[list[str]]:
+async def run(args: Any, world: World, base: str, pids: dict[str, int]
+              ) -> list[list[str]]:
     rows = []
+    pid = pids["API"]
     before = rss_kib(pid)
     progress(f"opening {args.clients} clients")
     clients = await open_many(base, world, args.clients, "deflate" if args.deflate else None)
     after = rss_kib(pid)
     progress(f"likes at {args.rate}/s for {args.seconds:.0f}s")
+    cpu = {name: cpu_seconds(p) for name, p in pids.items()}
     m = await measure(base, world, clients, args.rate, args.seconds)
+    per_like = " / ".join(f"{(cpu_seconds(p) - cpu[name]) * 1000 / max(1, m['likes']):.2f}"
+                          for name, p in pids.items())
+    progress(f"CPU ms per like ({' / '.join(pids)}): {per_like}")
     rows.append([f"{args.clients} clients, likes", f"{m['rate']:.0f}", f"{m['p50']:.1f}",
                  f"{m['p99']:.1f}", f"{m['frames_s']:,.0f}",
-                 f"{(after - before) / max(1, args.clients):.1f}", f"{after / 1024:.0f}",
-                 str(m["failed"])])
+                  f"{(after - before) / max(1, args.clients):.1f}", f"{after / 1024:.0f}",
+                 per_like, str(m["failed"])])
     await asyncio.gather(*(ws.close() for ws in clients))
     if args.idle:
         progress(f"opening {args.idle} idle clients")
@@ -200,7 +228,7 @@ async def run(args: Any, world: World, base: str, pid: int) -> list[list[str]]:
         idle = await open_many(base, world, args.idle, None, channel="feed")
         after = rss_kib(pid)
         rows.append([f"{args.idle} idle clients", "-", "-", "-", "-",
-                     f"{(after - before) / args.idle:.1f}", f"{after / 1024:.0f}", "0"])
+                     f"{(after - before) / args.idle:.1f}", f"{after / 1024:.0f}", "-", "0"])
         await asyncio.gather(*(ws.close() for ws in idle))
     return rows
 
@@ -228,14 +256,18 @@ def main() -> None:
         with process([str(bin_dir / "twistd"), "--pidfile", "", "-n", "shutterlog"], env,
                      f"http://127.0.0.1:{port}/healthz") as api, \
                 process([str(bin_dir / "shutterlog"), "workers"], env,
-                        f"http://127.0.0.1:{workers_port}/metrics"), \
+                        f"http://127.0.0.1:{workers_port}/metrics") as workers, \
                 process([str(bin_dir / "shutterlog"), "relay"], env,
-                        f"http://127.0.0.1:{relay_port}/metrics"):
+                        f"http://127.0.0.1:{relay_port}/metrics") as relay:
             settle(f"http://127.0.0.1:{relay_port}/metrics")
-            rows = asyncio.run(run(args, world, f"ws://127.0.0.1:{port}", api.pid))
+            pids = {"API": api.pid, "workers": workers.pid, "relay": relay.pid} | {
+                name: pid for name in ("postgres", "redis", "gearmand")
+                if (pid := bench.stack.pid(name)) is not None}
+            rows = asyncio.run(run(args, world, f"ws://127.0.0.1:{port}", pids))
     table(f"Real-time delivery ({machine()}; one API process, one worker process; "
           f"{args.seconds:.0f}s of likes; latency from the like's API response to the frame)",
           ["phase", "likes/s", "p50 ms", "p99 ms", "frames/s", "RSS KiB/conn", "RSS MiB",
+           "CPU ms/like: API / workers / relay / postgres / redis / gearmand",
            "failed"], rows)
 
 
