@@ -20,9 +20,11 @@ BATCH = 2000
 
 
 def ready_medium(store: IEventStore, router: IShardRouter, owner: int, caption: str = "",
-                 visibility: str = "public", place: tuple[float, float] | None = None) -> int:
+                 visibility: str = "public", place: tuple[float, float] | None = None,
+                 location_id: int | None = None) -> int:
     """A ready medium of ``owner``: MediaPosted then MediaRendered in one append, rendition
-    names made up from the id (no blob behind them); ``place`` its (lat, lng), if any."""
+    names made up from the id (no blob behind them); ``place`` its (lat, lng) and
+    ``location_id`` its location, if any (named as is: no location row is made)."""
     shard = shard_of(owner)
     media_id = router.database(shard).run_interaction("id", new_id, shard)
     fake = f"{media_id:064x}"[-64:] + ".jpg"
@@ -31,7 +33,7 @@ def ready_medium(store: IEventStore, router: IShardRouter, owner: int, caption: 
         duration_ms=0, caption=caption, tags=tags.hashtags(caption),
         mentions=tags.mentions(caption), filter="Normal", lat=place[0] if place else None,
         lng=place[1] if place else None,
-        location_name="", location_id=None, share_to=(), visibility=visibility)
+        location_name="", location_id=location_id, share_to=(), visibility=visibility)
     rendered = MediaRendered(media_id=media_id, owner=owner,
                              images={"thumbnail": fake, "low_resolution": fake,
                                      "standard_resolution": fake}, videos={})
@@ -64,13 +66,15 @@ def follow(store: IEventStore, pairs: Sequence[tuple[int, int]]) -> None:
 
 
 def account(store: IEventStore, router: IShardRouter, username: str,
-            password_hash: str = "$argon2id$v=19$m=8,t=1,p=1$c2VlZHNlZWQ$seeded") -> int:
+            password_hash: str = "$argon2id$v=19$m=8,t=1,p=1$c2VlZHNlZWQ$seeded",
+            private: bool = False) -> int:
     """A user signed up through the sign-up transaction (the hash is given, not computed:
-    seeded users are not logged in with a password)."""
+    seeded users are not logged in with a password), private if ``private``."""
     from server.api.users import sign_up_txn
     from server.domain.accounts import Register, username_shard
 
     shard = username_shard(username, router.count)
-    user = router.database(shard).run_interaction(
-        "seed_user", sign_up_txn, store, shard, Register(username, password_hash, "Seeded"), None)
+    command = Register(username, password_hash, "Seeded", is_private=private)
+    user = router.database(shard).run_interaction("seed_user", sign_up_txn, store, shard,
+                                                  command, None)
     return int(user.id)

@@ -1,5 +1,7 @@
-"""Webhook subscriptions (the Instagram real-time API), pure: events, validation, matching,
-the update documents and their signature, and what a callback's answer means. No I/O.
+"""Webhook subscriptions (the Instagram real-time API), pure: events, validation, which
+subscriptions a batch of new media could match (``lookup``, what the ``webhooks`` consumer
+reads) and matching, the update documents and their signature, and what a callback's answer
+means. No I/O.
 
 An app (OAuth client) subscribes to an **object**, always with ``aspect=media``:
 
@@ -29,7 +31,10 @@ from typing import Any
 
 from server.domain.events import EVENTS, Event
 from server.domain.geo import (
+    MAX_DISTANCE_M,
+    Box,
     GeoValueError,
+    bounding_boxes,
     in_radius,
     parse_distance,
     parse_latitude,
@@ -175,7 +180,8 @@ class Subscription:
 @dataclass(frozen=True, slots=True)
 class NewMedium:
     """What matching a ready medium needs: its owner (and whether the account is private),
-    tags, location and place, and the apps its owner authorized."""
+    tags, location and place, and the apps its owner authorized (looked up only when a user
+    subscription could match: none until then)."""
 
     media_id: int
     owner: int
@@ -184,7 +190,7 @@ class NewMedium:
     location_id: int | None
     lat: float | None
     lng: float | None
-    owner_apps: frozenset[str]
+    owner_apps: frozenset[str] = frozenset()
 
 
 def matches(sub: Subscription, m: NewMedium) -> bool:
@@ -205,6 +211,37 @@ def matches(sub: Subscription, m: NewMedium) -> bool:
                 and sub.lng is not None and sub.radius_m is not None
                 and in_radius(sub.lat, sub.lng, sub.radius_m, m.lat, m.lng))
     return False
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Which active subscriptions a batch of new media could match: those to read (a
+    superset of what ``matches`` accepts, never a subset). User subscriptions without an
+    ``object_id`` or with one of ``users``; tag subscriptions of ``tags``; location
+    subscriptions of ``locations``; geographies whose centre lies in one of ``boxes``."""
+
+    users: tuple[str, ...]
+    tags: tuple[str, ...]
+    locations: tuple[str, ...]
+    boxes: tuple[Box, ...]
+
+
+def lookup(media: Iterable[NewMedium]) -> Lookup:
+    """The subscriptions ``media`` could match. Every owner names their user subscriptions
+    (a private account's too: the app it authorized sees its media); only public accounts'
+    media name tags, locations and places (``matches`` gives the others to nothing else).
+    A geography's radius is at most ``MAX_DISTANCE_M`` (``parse_target``), so a circle that
+    holds a point has its centre within that distance of the point: inside the point's
+    ``bounding_boxes`` of that radius."""
+    batch = list(media)
+    public = [m for m in batch if not m.owner_private]
+    points = sorted({(m.lat, m.lng) for m in public if m.lat is not None and m.lng is not None})
+    return Lookup(
+        users=tuple(sorted({str(m.owner) for m in batch})),
+        tags=tuple(sorted({t for m in public for t in m.tags})),
+        locations=tuple(sorted({str(m.location_id) for m in public
+                                if m.location_id is not None})),
+        boxes=tuple(b for lat, lng in points for b in bounding_boxes(lat, lng, MAX_DISTANCE_M)))
 
 
 def update(sub: Subscription, m: NewMedium, event_id: int, time_ms: int) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Webhook subscriptions in PostgreSQL: the ``subscriptions`` table of each shard, the inline
 projection of the subscription events, in the shard of the app's client id (a subscription's
 id comes from that shard's ``next_id()``, so it says where the row is); reads for the API and
-for the ``webhooks`` consumer (every active subscription: one query per physical database).
+for the ``webhooks`` consumer: the active subscriptions a batch of new media could match
+(``candidates``, from ``server.domain.subscriptions.lookup``: by object id, and geographies by
+a bounding box around the batch's points), one query per physical database.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from server.domain.log import RecordedEvent
 from server.domain.shards import schema_name
 from server.domain.subscriptions import (
     SUBSCRIPTION_TYPES,
+    Lookup,
     Subscription,
     SubscriptionCreated,
     SubscriptionDeleted,
@@ -95,11 +98,52 @@ def by_ids(router: IShardRouter, ids: list[int]) -> dict[int, Subscription]:
     return out
 
 
-def active(router: IShardRouter) -> list[Subscription]:
-    """Every active subscription of every app: one query per physical database."""
-    out: list[Subscription] = []
+#: The lookup's values, bound once per query (every shard's SELECTs read them): the keys of
+#: user, tag and location subscriptions, and the boxes the geographies' centres may lie in.
+_LOOKUP = (
+    "WITH k AS (SELECT %(users)s::text[] AS users, %(tags)s::text[] AS tags, "
+    "%(locations)s::text[] AS locations), "
+    "b (min_lat, max_lat, min_lng, max_lng) AS (SELECT * FROM unnest(%(min_lat)s::float8[], "
+    "%(max_lat)s::float8[], %(min_lng)s::float8[], %(max_lng)s::float8[])) ")
+#: A shard's candidates by object id (the ``subscriptions_object`` index: one bitmap scan per
+#: kind) and geographies by their centre (``subscriptions_geography``: a range scan per box).
+_BY_KEY = (
+    "SELECT {columns} FROM {s}.subscriptions, k WHERE status = 'active' AND ("
+    "object = 'user' AND (object_id IS NULL OR object_id = ANY(k.users)) "
+    "OR object = 'tag' AND object_id = ANY(k.tags) "
+    "OR object = 'location' AND object_id = ANY(k.locations))")
+_BY_AREA = (
+    "SELECT {columns} FROM b JOIN {s}.subscriptions ON status = 'active' "
+    "AND object = 'geography' AND lat BETWEEN b.min_lat AND b.max_lat "
+    "AND lng BETWEEN b.min_lng AND b.max_lng")
+
+
+def candidates_sql(shards: list[int]) -> str:
+    """The statement ``candidates`` runs on a database holding ``shards`` (separate so tests
+    can EXPLAIN it)."""
+    return _LOOKUP + " UNION ALL ".join(
+        part.format(columns=_COLUMNS, s=schema_name(s)) for s in shards
+        for part in (_BY_KEY, _BY_AREA))
+
+
+def candidates_params(lookup: Lookup) -> dict[str, list[Any]]:
+    """The parameters of ``candidates_sql`` for ``lookup``: arrays, each bound once."""
+    return {"users": list(lookup.users), "tags": list(lookup.tags),
+            "locations": list(lookup.locations),
+            "min_lat": [b.min_lat for b in lookup.boxes],
+            "max_lat": [b.max_lat for b in lookup.boxes],
+            "min_lng": [b.min_lng for b in lookup.boxes],
+            "max_lng": [b.max_lng for b in lookup.boxes]}
+
+
+def candidates(router: IShardRouter, lookup: Lookup) -> list[Subscription]:
+    """The active subscriptions ``lookup`` names (what a batch of new media could match;
+    ``matches`` decides), in id order: one query per physical database, its shards' SELECTs
+    UNION ALLed."""
+    params = candidates_params(lookup)
+    out: dict[int, Subscription] = {}
     for db in router.databases():
-        sql = " UNION ALL ".join(f"SELECT {_COLUMNS} FROM {schema_name(s)}.subscriptions "
-                                 "WHERE status = 'active'" for s in router.shards_of(db))
-        out += [_row(r) for r in db.run_interaction("active_subscriptions", Txn.fetchall, sql)]
-    return sorted(out, key=lambda s: s.id)
+        rows = db.run_interaction("subscription_candidates", Txn.fetchall,
+                                  candidates_sql(router.shards_of(db)), params)
+        out.update((r[0], _row(r)) for r in rows)  # a centre in two boxes comes twice
+    return [out[i] for i in sorted(out)]

@@ -16,16 +16,7 @@ import pytest
 
 from scripts.seed import account, ready_medium
 from scripts.stack import free_port
-from server import catalog
-from server.config import load
-from server.db import Txn
-from server.domain.log import NewEvent
-from server.domain.oauth import app_shard
-from server.domain.subscriptions import SubscriptionCreated, subscription_stream
-from server.secretbox import SecretBox
-from server.store import apps, subscriptions
-from server.store.accounts import new_id
-from server.store.apps import PURPOSE
+from server.store import subscriptions
 from server.store.consumers import ConsumerStore
 from server.store.tasks import TaskStore
 from server.store.tokens import Tokens, authorized_apps, digest, token_key
@@ -36,11 +27,18 @@ from tests.fakes.trickle import Trickle, drip, endless_redirect, forever
 from tests.helpers import Process, wait_for
 from tests.integration.apiclient import Api, sign, start_service
 from tests.integration.conftest import Env
-from tests.integration.hookkit import created, subscribe
+from tests.integration.hookkit import (
+    appended,
+    created,
+    deliver_all,
+    new_app,
+    subscribe,
+    webhook_context,
+    webhook_tasks,
+)
 from tests.integration.mediakit import picture, upload
 from tests.integration.recording import running
 from workers.consumers import CONSUMERS
-from workers.context import WorkerContext
 from workers.handlers import webhooks
 from workers.tasks import run_task
 
@@ -447,30 +445,14 @@ def test_concurrent_subscriptions_respect_the_limit(api: Api, app: tuple[str, st
 def test_a_batch_applied_twice_redelivers_the_same_update_id(env: Env) -> None:
     """The consumer applying a batch again (a crash before its checkpoint) delivers the
     update again with the same id and signature: the receiver keeps it once."""
-    catalog.load()  # the inline projections, as every process of ours loads them
-    box = SecretBox(env.config.secrets.key, PURPOSE)
-    client_id, secret = apps.create(env.store, env.router, box, "Hooks",
-                                    "https://app.example/cb", False)
+    client_id, secret = new_app(env, "Hooks")
     owner = account(env.store, env.router, Api.name())
-    shard = app_shard(client_id, env.router.count)
     with FakeHub(secret) as hub:
-        sub_id = env.router.database(shard).run_interaction("id", new_id, shard)
-        env.store.append(shard, subscription_stream(sub_id), [NewEvent(SubscriptionCreated(
-            subscription_id=sub_id, client_id=client_id, object="tag", object_id="again",
-            lat=None, lng=None, radius_m=None, callback_url=hub.hook_url))],
-            expected_version=0)
+        sub_id = appended(env, client_id, hub.hook_url, "tag", "again")
         media_id = ready_medium(env.store, env.router, owner, "once #again")
         drive(env, "webhooks")
         drive(env, "webhooks")  # from the origin again: what a crash before a checkpoint does
-        config = load(env=env.vars | {"SHUTTERLOG_OUTBOUND_ALLOW_HOSTS": "127.0.0.1"},
-                      search_default=False)
-        ctx = WorkerContext(config, env.router, env.store, env.redis)
-        tasks = [r[0] for db in env.router.databases() for r in db.run_interaction(
-            "tasks", Txn.fetchall, "SELECT id FROM tasks WHERE kind = 'webhook' ORDER BY id")]
-        try:
-            assert [run_task(ctx, t) for t in tasks] == ["done", "done"]
-        finally:
-            ctx.close()
+        assert deliver_all(env) == ["done", "done"]
         first, second = hub.posts()
         assert first.body == second.body and hub.repeats == 1
         [only] = hub.updates.values()
@@ -482,27 +464,15 @@ def test_only_a_callback_failure_disables_a_subscription(env: Env) -> None:
     cannot be opened) fails its task but leaves the subscription active with no reason shown;
     the give-up hook ignores a database error (whose text names an address), and only a
     failure of the callback disables, with the callback's words."""
-    catalog.load()
-    box = SecretBox(env.config.secrets.key, PURPOSE)
-    client_id, secret = apps.create(env.store, env.router, box, "Ours", "https://app.example/cb",
-                                    False)
+    client_id, secret = new_app(env, "Ours")
     owner = account(env.store, env.router, Api.name())
-    shard = app_shard(client_id, env.router.count)
-    sub_id = env.router.database(shard).run_interaction("id", new_id, shard)
     with FakeHub(secret) as hub:
-        env.store.append(shard, subscription_stream(sub_id), [NewEvent(SubscriptionCreated(
-            subscription_id=sub_id, client_id=client_id, object="tag", object_id="ours",
-            lat=None, lng=None, radius_m=None, callback_url=hub.hook_url))],
-            expected_version=0)
+        sub_id = appended(env, client_id, hub.hook_url, "tag", "ours")
         ready_medium(env.store, env.router, owner, "#ours")
         drive(env, "webhooks")
-        config = load(env=env.vars | {"SHUTTERLOG_OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
-                                      "SHUTTERLOG_WEBHOOKS_ATTEMPTS": "1",
-                                      "SHUTTERLOG_SECRETS_KEY": "not-the-key"},
-                      search_default=False)
-        ctx = WorkerContext(config, env.router, env.store, env.redis)
-        [task] = [r[0] for db in env.router.databases() for r in db.run_interaction(
-            "tasks", Txn.fetchall, "SELECT id FROM tasks WHERE kind = 'webhook'")]
+        ctx = webhook_context(env, SHUTTERLOG_WEBHOOKS_ATTEMPTS="1",
+                              SHUTTERLOG_SECRETS_KEY="not-the-key")
+        [task] = webhook_tasks(env)
         try:
             assert run_task(ctx, task) == "failed"
             payload = {"client_id": client_id, "url": hub.hook_url,

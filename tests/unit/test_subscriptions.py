@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import random
 from dataclasses import replace
 
 import pytest
 
+from server.domain.geo import EARTH_RADIUS_M, MAX_DISTANCE_M, bounding_boxes, within
 from server.domain.subscriptions import (
     DELIVERED,
     REFUSED,
     RETRY,
+    Lookup,
     NewMedium,
     Subscription,
     SubscriptionError,
@@ -20,6 +24,7 @@ from server.domain.subscriptions import (
     body,
     challenge_failure,
     hub_signature,
+    lookup,
     matches,
     parse_target,
     update,
@@ -100,6 +105,48 @@ def test_user_subscriptions_follow_the_owners_authorization() -> None:
     assert not matches(replace(user, object_id="10"), authorized)
     assert not matches(replace(user, status="disabled"), authorized)
     assert not matches(replace(SUB, status="disabled"), MEDIUM)
+
+
+def test_a_lookup_names_what_its_media_could_match() -> None:
+    """Every owner names user subscriptions, a private one too; only public media name tags,
+    locations and places (5 km boxes around them); each once."""
+    private = replace(MEDIUM, media_id=6, owner=10, owner_private=True, tags=("secret",),
+                      location_id=43, lat=-33.8568, lng=151.2153)
+    found = lookup([MEDIUM, private, replace(MEDIUM, media_id=7)])
+    assert found == Lookup(users=("10", "9"), tags=("sea", "sunset"), locations=("42",),
+                           boxes=bounding_boxes(48.8584, 2.2945, MAX_DISTANCE_M))
+    assert lookup([private]) == Lookup(users=("10",), tags=(), locations=(), boxes=())
+    assert lookup([replace(MEDIUM, lat=None, lng=None)]).boxes == ()
+
+
+def _inside(lat: float, lng: float, meters: float, bearing: float) -> tuple[float, float]:
+    """The point ``meters`` from (lat, lng) along ``bearing`` (radians) on the sphere."""
+    d, p1, l1 = meters / EARTH_RADIUS_M, math.radians(lat), math.radians(lng)
+    p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(bearing))
+    l2 = l1 + math.atan2(math.sin(bearing) * math.sin(d) * math.cos(p1),
+                         math.cos(d) - math.sin(p1) * math.sin(p2))
+    return math.degrees(p2), (math.degrees(l2) + 540.0) % 360.0 - 180.0
+
+
+def test_every_circle_holding_a_point_has_its_centre_in_the_lookups_boxes() -> None:
+    """The geography prefilter loses no match: for random circles (up to the largest radius,
+    near the poles and across the antimeridian too) and points in them, often on the edge,
+    the centre lies in a box of the lookup of a medium at the point."""
+    rng = random.Random(11)
+    checked = 0
+    for _ in range(3000):
+        lat = rng.choice([rng.uniform(-90, 90), rng.choice([-1, 1]) * rng.uniform(89.9, 90)])
+        lng = rng.choice([rng.uniform(-180, 180), rng.choice([-1, 1]) * rng.uniform(179.9, 180)])
+        radius = rng.choice([MAX_DISTANCE_M, rng.uniform(1, MAX_DISTANCE_M)])
+        at = _inside(lat, lng, rng.choice([radius, rng.uniform(0, radius)]),
+                     rng.uniform(0, 2 * math.pi))
+        circle = replace(SUB, object="geography", object_id=None, lat=lat, lng=lng,
+                         radius_m=radius)
+        medium = replace(MEDIUM, lat=at[0], lng=at[1])
+        if matches(circle, medium):
+            checked += 1
+            assert within(lookup([medium]).boxes, lat, lng), (lat, lng, radius, at)
+    assert checked > 2000
 
 
 def test_updates_carry_a_stable_id_and_the_v1_fields() -> None:

@@ -1,13 +1,19 @@
 """The ``webhooks`` consumer and its delivery tasks: new media to the apps subscribed to them.
 
 The consumer takes ``MediaRendered`` (a medium is new to the world when it is ready), reads
-the media rows (owner privacy, tags, location, place; one query per database), every active
-subscription (one query per database) and, when user subscriptions exist, the apps each
-owner holds a live token of (two Redis round trips), and matches them
-(``server.domain.subscriptions.matches``). A subscription gets media rendered at or after its
-creation. The updates are grouped per (app, callback URL), at most ``webhooks.max_updates``
-per POST, and each group becomes a durable ``webhook`` task (``workers/tasks.py``): the
-consumer never waits for a callback, so a slow or dead receiver holds no shard back.
+the media rows first (owner privacy, tags, location, place; one query per database) and,
+when one is ready, only the active subscriptions they could match
+(``server.domain.subscriptions.lookup``; one query per database): user subscriptions naming
+an owner or no one, tag and location subscriptions of the public media's tags and locations,
+and geographies whose centre lies in a bounding box of ``MAX_DISTANCE_M`` around a public
+medium's place. When a user subscription is among them it reads the apps each owner holds a
+live token of (two Redis round trips); then it matches
+(``server.domain.subscriptions.matches``). Subscriptions are read for every batch, nothing
+cached, so a new one gets the next media; a subscription gets media rendered at or after
+its creation. The updates are grouped per (app, callback URL), at most
+``webhooks.max_updates`` per POST, and each group becomes a durable ``webhook`` task
+(``workers/tasks.py``): the consumer never waits for a callback, so a slow or dead receiver
+holds no shard back.
 
 A task re-reads its subscriptions (updates of deleted or disabled ones are dropped), signs
 the JSON array with the app's client secret (``X-Hub-Signature``, HMAC-SHA1) and POSTs it
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 from server import callbacks
@@ -45,6 +52,7 @@ from server.domain.subscriptions import (
     SubscriptionDisabled,
     body,
     hub_signature,
+    lookup,
     matches,
     subscription_stream,
     update,
@@ -67,25 +75,24 @@ KIND = "webhook"
           on_failure=OnFailure.SKIP)
 def webhooks(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
     rendered = [(e, e.data) for e in events if isinstance(e.data, MediaRendered)]
-    subs = store.active(ctx.router) if rendered else []
+    rows = media.hydrate(ctx.router, [d.media_id for _, d in rendered], 0)
+    ready = {i: NewMedium(m.id, m.owner_id, m.owner_private, m.tags, m.location_id, m.lat,
+                          m.lng) for i, m in rows.items() if m.state is State.READY}
+    subs = store.candidates(ctx.router, lookup(ready.values())) if ready else []
     if not subs:
         return
-    rows = media.hydrate(ctx.router, [d.media_id for _, d in rendered], 0)
-    ready = {i: m for i, m in rows.items() if m.state is State.READY}
-    owners = {m.owner_id for m in ready.values()}
-    tokens = authorized_apps(ctx.redis, owners) if any(
-        s.object == "user" for s in subs) else {}
+    if any(s.object == "user" for s in subs):
+        tokens = authorized_apps(ctx.redis, {m.owner for m in ready.values()})
+        ready = {i: replace(m, owner_apps=tokens.get(m.owner, frozenset()))
+                 for i, m in ready.items()}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for e, d in rendered:
         m = ready.get(d.media_id)
         if m is None:
             continue
-        facts = NewMedium(m.id, m.owner_id, m.owner_private, m.tags, m.location_id, m.lat,
-                          m.lng, tokens.get(m.owner_id, frozenset()))
         for s in subs:
-            if s.created_ms <= e.created_ms and matches(s, facts):
-                groups[(s.client_id, s.callback_url)].append(update(s, facts, e.id,
-                                                                    e.created_ms))
+            if s.created_ms <= e.created_ms and matches(s, m):
+                groups[(s.client_id, s.callback_url)].append(update(s, m, e.id, e.created_ms))
     size = ctx.config.webhooks.max_updates
     payloads = [{"client_id": client_id, "url": url, "updates": updates[i:i + size]}
                 for (client_id, url), updates in sorted(groups.items())
