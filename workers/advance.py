@@ -12,7 +12,12 @@ releasing the lock, looks once more for events after its checkpoint, so a kick a
     lock held by A ... B's try-lock fails ... A unlocks ... A checks for new events
 
 Anything committed before B's kick is visible to A's check. Between batches the job saves
-its checkpoint (one short autocommit UPDATE). After ``job_budget`` seconds it re-submits
+its checkpoint (one short autocommit UPDATE). Taking the lock with reading the checkpoint,
+and unlocking with that last check, are one round trip each (the PL/pgSQL functions
+``consumer_lock`` and ``consumer_release`` of migration 0005, whose statements take their
+own snapshots after the lock changed hands); so a job that applies one page costs four round
+trips: lock, page, save, release. A page shorter than the batch does not look ahead for
+more events: the release does. After ``job_budget`` seconds it re-submits
 itself, so one busy pair cannot hold a worker slot forever.
 
 Failures: a handler exception retries the batch with exponential backoff; then the events
@@ -33,7 +38,7 @@ import gevent
 
 from server.config import WorkersConfig
 from server.db import Database, Txn
-from server.domain.checkpoints import lock_key, retry_delay
+from server.domain.checkpoints import Checkpoint, lock_key, retry_delay
 from server.domain.log import Position, RecordedEvent
 from server.store import consumers as cstore
 from server.store.consumers import ConsumerStore, DeadLetter
@@ -96,26 +101,33 @@ class Advancer:
             txn = Txn(conn.cursor())
             try:
                 while True:
-                    if not cstore.try_lock_txn(txn, key):
+                    checkpoint = cstore.lock_txn(txn, key, name, shard, consumer.from_head)
+                    if checkpoint is None:
                         metrics.BUSY.labels(name).inc()
-                        return  # the holder checks for new events after unlocking
+                        return  # the holder checks for new events as it unlocks
+                    unlocked = False
                     try:
-                        position, more = self._advance_locked(txn, consumer, shard)
+                        position, more = self._advance_locked(txn, consumer, shard, checkpoint)
+                        if not more and not self.stopping():
+                            waiting = cstore.release_txn(txn, key, shard, position)
+                            unlocked = True
+                            if waiting:
+                                continue  # appended while we held the lock: their kicks
+                            return        # found it taken
                     except (Stopped, Abandoned):
                         return
                     finally:
-                        cstore.unlock_txn(txn, key)
+                        if not unlocked:
+                            cstore.unlock_txn(txn, key)
                     if more:
                         submit(self.ctx.gearman, [advance_job(self.namespace, name, shard)])
-                        return
-                    if self.stopping() or not cstore.waiting_txn(txn, shard, position):
-                        return
+                    return
             finally:
                 txn.cursor.close()
 
-    def _advance_locked(self, txn: Txn, consumer: Consumer, shard: int) -> tuple[Position, bool]:
+    def _advance_locked(self, txn: Txn, consumer: Consumer, shard: int,
+                        checkpoint: Checkpoint) -> tuple[Position, bool]:
         """Apply pages until caught up (returns more=False) or out of budget (more=True)."""
-        checkpoint = cstore.checkpoint_txn(txn, consumer.name, shard, consumer.from_head)
         if checkpoint.stopped:
             raise Stopped
         position = checkpoint.position
@@ -124,7 +136,8 @@ class Advancer:
         while True:
             started = time.perf_counter()
             page = self.ctx.store.read_page_txn(txn, shard, position, consumer.batch_size,
-                                                consumer.types, stop_at_unreadable=True)
+                                                consumer.types, stop_at_unreadable=True,
+                                                lookahead=False)
             if page.events:
                 self._apply(txn, consumer, shard, position, page.events)
                 metrics.BATCHES.labels(consumer.name).inc()

@@ -70,14 +70,35 @@ def _letter(row: Sequence[Any]) -> DeadLetter:
 # --- on the worker's session connection -------------------------------------------------------
 
 
-def try_lock_txn(txn: Txn, key: int) -> bool:
-    """Take the session advisory lock ``key`` if free; False if another session holds it."""
-    row = txn.fetchone("SELECT pg_try_advisory_lock(%s)", (key,))
-    return bool(row and row[0])
+def lock_txn(txn: Txn, key: int, consumer: str, shard: int, from_head: bool
+             ) -> Checkpoint | None:
+    """Take the session advisory lock ``key`` of (consumer, shard) and read its checkpoint
+    (created first if missing), one round trip (migration 0005); None if another session
+    holds the lock."""
+    txn.execute_prepared(
+        "shutterlog_consumer_lock",
+        "SELECT * FROM consumer_lock($1::bigint, $2::text, $3::int)", (key, consumer, shard))
+    row = txn.cursor.fetchone()
+    if row is None or not row[0]:
+        return None
+    if row[1] is None:
+        return checkpoint_txn(txn, consumer, shard, from_head)
+    return _checkpoint((consumer, shard, *row[1:]))
 
 
 def unlock_txn(txn: Txn, key: int) -> None:
     txn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def release_txn(txn: Txn, key: int, shard: int, position: Position) -> bool:
+    """Release the lock ``key``, then say whether any event (safe to read yet or not)
+    follows ``position`` in ``shard``: one round trip (migration 0005)."""
+    txn.execute_prepared(
+        "shutterlog_consumer_release",
+        "SELECT consumer_release($1::bigint, $2::int, $3::text, $4::bigint)",
+        (key, shard, str(position.txid), position.id))
+    row = txn.cursor.fetchone()
+    return bool(row and row[0])
 
 
 def checkpoint_txn(txn: Txn, consumer: str, shard: int, from_head: bool) -> Checkpoint:
@@ -132,15 +153,6 @@ def stop_txn(txn: Txn, consumer: str, shard: int, position: Position, reason: st
         "updated_at = now() WHERE consumer = %s AND shard = %s",
         (str(position.txid), position.id, STOPPED, reason[:2000], consumer, shard),
     )
-
-
-def waiting_txn(txn: Txn, shard: int, position: Position) -> bool:
-    """Whether any event (safe to read yet or not) follows ``position`` in ``shard``."""
-    row = txn.fetchone(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE shard = %s AND (txid, id) > (%s::xid8, %s))",
-        (shard, str(position.txid), position.id),
-    )
-    return bool(row and row[0])
 
 
 def park_txn(txn: Txn, consumer: str, shard: int, event_id: int, position: Position,

@@ -248,8 +248,13 @@ class PostgresEventStore:
         limit: int = 1000,
         types: Collection[str] | None = None,
         stop_at_unreadable: bool = False,
+        lookahead: bool = True,
     ) -> Page:
-        """``read_page`` inside the caller's transaction (or on the caller's connection)."""
+        """``read_page`` inside the caller's transaction (or on the caller's connection).
+
+        Without ``lookahead`` only an empty page looks for events after it (one more round
+        trip) to set ``more``; a shorter page with events says ``more=False`` at once, for a
+        caller that checks for later events itself (the worker does, as it unlocks)."""
         txn.execute_prepared(
             "shutterlog_read_page",
             log_sql.READ_PAGE,
@@ -269,7 +274,7 @@ class PostgresEventStore:
                     return Page(events, before, True, i, unreadable=e)
         nxt = Position(int(rows[-1][10]), rows[-1][0]) if rows else after
         more = len(rows) == limit
-        if not more:
+        if not more and (lookahead or not rows):
             txn.execute_prepared(
                 "shutterlog_waiting", log_sql.WAITING, (shard, str(nxt.txid), nxt.id)
             )

@@ -1,0 +1,93 @@
+"""The worker's lock and release of a (consumer, shard) pair (migration 0005), on two session
+connections: exclusion, the checkpoint read once the lock is held, and the look for later
+events as it is released."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg2.extensions
+import pytest
+
+from server.db import Txn
+from server.domain.checkpoints import lock_key
+from server.domain.log import ORIGIN
+from server.store import consumers as cstore
+from tests.integration.conftest import Env
+from tests.integration.recording import Noted, append
+
+SHARD = 3
+NAME = "locks_probe"
+KEY = lock_key(NAME, SHARD)
+
+
+@pytest.fixture
+def sessions(env: Env) -> Iterator[tuple[Txn, Txn]]:
+    """Two autocommit session connections to SHARD's database, as two workers hold them."""
+    conns: list[psycopg2.extensions.connection] = [
+        env.router.database(SHARD).connect(autocommit=True) for _ in range(2)]
+    try:
+        yield Txn(conns[0].cursor()), Txn(conns[1].cursor())
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_one_holder_at_a_time_and_the_next_reads_what_it_saved(
+        env: Env, sessions: tuple[Txn, Txn]) -> None:
+    a, b = sessions
+    append(env.store, [(SHARD, Noted(n=i)) for i in range(3)])
+    first = cstore.lock_txn(a, KEY, NAME, SHARD, from_head=False)
+    assert first is not None and first.position == ORIGIN, "created at the origin"
+    assert cstore.lock_txn(b, KEY, NAME, SHARD, from_head=False) is None, "A holds it"
+    page = env.store.read_page(SHARD, ORIGIN, limit=2)
+    cstore.save_txn(a, NAME, SHARD, page.next)
+    assert cstore.release_txn(a, KEY, SHARD, page.next), "a third event follows"
+    second = cstore.lock_txn(b, KEY, NAME, SHARD, from_head=False)
+    assert second is not None and second.position == page.next, "B starts where A saved"
+    assert cstore.lock_txn(a, KEY, NAME, SHARD, from_head=False) is None, "now B holds it"
+    head = env.store.head(SHARD)
+    assert head is not None
+    assert not cstore.release_txn(b, KEY, SHARD, head), "nothing follows the head"
+    assert cstore.lock_txn(a, KEY, NAME, SHARD, from_head=False) is not None
+
+
+def test_release_sees_an_event_not_yet_safe_to_read(
+        env: Env, sessions: tuple[Txn, Txn]) -> None:
+    """An event committed behind an open older transaction counts as following: the holder
+    must go on (and wait for it), not stop."""
+    a, _ = sessions
+    append(env.store, [(SHARD, Noted(n=0))])
+    head = env.store.head(SHARD)
+    assert head is not None
+    older = env.router.database(SHARD).connect()
+    try:
+        Txn(older.cursor()).execute("SELECT pg_current_xact_id()")  # an xid below the next
+        append(env.store, [(SHARD, Noted(n=1))])
+        assert env.store.read_page(SHARD, head).events == [], "not safe to read yet"
+        assert cstore.lock_txn(a, KEY, NAME, SHARD, from_head=False) is not None
+        assert cstore.release_txn(a, KEY, SHARD, head)
+    finally:
+        older.rollback()
+        older.close()
+
+
+def test_a_short_page_without_lookahead_leaves_the_look_to_the_caller(
+        env: Env, sessions: tuple[Txn, Txn]) -> None:
+    """``lookahead=False``: a page with events but shorter than the limit says no more at
+    once, even with an unsafe event after it; an empty page still looks (blocked)."""
+    append(env.store, [(SHARD, Noted(n=0))])
+    older = env.router.database(SHARD).connect()
+    try:
+        Txn(older.cursor()).execute("SELECT pg_current_xact_id()")
+        append(env.store, [(SHARD, Noted(n=1))])
+        txn, _ = sessions
+        short = env.store.read_page_txn(txn, SHARD, ORIGIN, 10, lookahead=False)
+        assert len(short.events) == 1 and not short.more
+        full = env.store.read_page_txn(txn, SHARD, ORIGIN, 10)
+        assert len(full.events) == 1 and full.more, "the default looks ahead"
+        empty = env.store.read_page_txn(txn, SHARD, short.next, 10, lookahead=False)
+        assert empty.events == [] and empty.scanned == 0 and empty.more
+    finally:
+        older.rollback()
+        older.close()
