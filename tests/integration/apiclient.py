@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,8 +47,32 @@ class Api:
     def __init__(self, env: Env, service: Service) -> None:
         self.env = env
         self.service = service
-        self.http: httpx.Client = service.client
         self._app: tuple[str, str] | None = None
+        self._local = threading.local()
+        self._made: list[httpx.Client] = []
+        self._lock = threading.Lock()
+
+    @property
+    def http(self) -> httpx.Client:
+        """The service's client; on a thread other than the main one (the tests that storm
+        the API from a thread pool), a client of that thread's own: one pool shared by 32
+        threads failed now and then with a read on a socket another thread had closed
+        (EBADF), and real concurrent clients share no connections anyway."""
+        if threading.current_thread() is threading.main_thread():
+            return self.service.client
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            main = self.service.client
+            client = self._local.client = httpx.Client(base_url=main.base_url,
+                                                       timeout=main.timeout)
+            with self._lock:
+                self._made.append(client)
+        return client
+
+    def close(self) -> None:
+        """Close the clients made for other threads."""
+        for client in self._made:
+            client.close()
 
     @staticmethod
     def name(prefix: str = "u") -> str:

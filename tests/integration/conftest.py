@@ -152,8 +152,12 @@ def service(request: pytest.FixtureRequest, module_env: Env) -> Iterator[Any]:
 
 
 @pytest.fixture
-def api(module_env: Env, service: Any) -> Any:
+def api(module_env: Env, service: Any) -> Iterator[Any]:
     """The test's view of its module's service (``tests.integration.apiclient.Api``)."""
     from tests.integration.apiclient import Api
 
-    return Api(module_env, service)
+    api = Api(module_env, service)
+    try:
+        yield api
+    finally:
+        api.close()
