@@ -50,6 +50,10 @@ class OutputTail:
     def text(self) -> str:
         return "\n".join(self.lines)
 
+    def finish(self, timeout: float = 10.0) -> None:
+        """Wait until the stream has ended (its writers exited) and every line is read."""
+        self._thread.join(timeout)
+
 
 def scrubbed_env(extra: dict[str, str]) -> dict[str, str]:
     """This process's environment without any SHUTTERLOG_ setting, plus ``extra``."""
@@ -75,14 +79,20 @@ class Process:
         if self.alive():
             os.kill(self.proc.pid, sig)
 
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the exit (``subprocess.TimeoutExpired`` past ``timeout``), then for the
+        rest of its output: the exit can be seen before the reader has the last lines."""
+        status = self.proc.wait(timeout)
+        self.output.finish()
+        return status
+
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM, then wait; SIGKILL if it does not exit in time. Returns the exit status."""
         self.signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            return self.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.kill()
             raise AssertionError(
                 f"{self.name} did not stop on SIGTERM:\n{self.output.text()}"
             ) from None
@@ -90,7 +100,7 @@ class Process:
     def kill(self) -> None:
         """SIGKILL: the crash case."""
         self.signal(signal.SIGKILL)
-        self.proc.wait()
+        self.wait()
 
 
 def twistd_argv() -> list[str]:

@@ -79,9 +79,12 @@ def test_ratelimit_headers_on_every_answer(api: Api) -> None:
 
 def test_rate_limits_per_token_and_per_address(module_env: Env) -> None:
     """A token's bucket and an address's bucket each run out: 429 OAuthRateLimitException
-    with Retry-After; another token still works until the address runs out."""
+    with Retry-After; another token still works until the address runs out. (This service
+    keeps its tokens and buckets in a Redis database of its own: on the module's, it left
+    127.0.0.1's bucket empty for the module's service and the tests after it.)"""
+    own_redis = module_env.stack.redis_url.rsplit("/", 1)[0] + "/1"
     svc = start_service(module_env, SHUTTERLOG_API_RATE_PER_TOKEN="3",
-                        SHUTTERLOG_API_RATE_PER_IP="12")
+                        SHUTTERLOG_API_RATE_PER_IP="12", SHUTTERLOG_REDIS_URL=own_redis)
     try:
         api = Api(module_env, svc)
         _, token = api.user()  # sign-up and grant: 2 of the address's 12

@@ -60,7 +60,7 @@ def test_run_then_ctrl_c_stops_every_process() -> None:
         wait_for(lambda: any("advance" in w.functions for w in gearman.workers(gearmand)), 30,
                  "the workers to register with gearmand")
         proc.signal(signal.SIGINT)
-        assert proc.proc.wait(60) == 0, proc.output.text()
+        assert proc.wait(60) == 0, proc.output.text()
         assert processes_under(var) == []
         assert not healthy(env["SHUTTERLOG_HTTP_PORT"])
         assert not any(answers(p) for p in metrics)

@@ -89,7 +89,7 @@ def test_unmigrated_database_refuses_to_start(env: Env) -> None:
     try:
         dsn = env.stack.dsn(0).rsplit("/", 1)[0] + "/" + name
         svc = Service(env.vars | {"SHUTTERLOG_SHARDS_DATABASES": f"0-15={dsn}"}, free_port())
-        assert svc.proc.wait(30) != 0
+        assert svc.wait(30) != 0
         assert "run 'shutterlog migrate' first" in svc.output.text()
     finally:
         with admin.cursor() as cur:

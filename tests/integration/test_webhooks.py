@@ -38,6 +38,7 @@ from tests.integration.hookkit import (
 )
 from tests.integration.mediakit import picture, upload
 from tests.integration.recording import running
+from workers import handlers
 from workers.consumers import CONSUMERS
 from workers.handlers import webhooks
 from workers.tasks import run_task
@@ -93,9 +94,12 @@ def posted(api: Api, token: str, caption: str = "", place: tuple[float, float] |
 
 
 def idle(env: Env) -> bool:
-    """The webhooks consumer has applied every event of its types and no delivery task is
-    waiting."""
-    if not ConsumerStore(env.router).caught_up(CONSUMERS.wanted("webhooks")):
+    """Every medium posted is rendered, the webhooks consumer has applied every rendering
+    and no delivery task is waiting. (The consumer reads MediaRendered only: right after an
+    upload it has nothing to do until the rendering is appended, so caught up alone would
+    hold before the new medium could have been matched.)"""
+    handlers.load()
+    if not ConsumerStore(env.router).caught_up(CONSUMERS.wanted("media_render", "webhooks")):
         return False
     tasks = TaskStore(env.router)
     return all(not (set(tasks.counts(db)) & {"pending", "running"})

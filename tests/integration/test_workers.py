@@ -71,7 +71,7 @@ def test_graceful_shutdown_finishes_and_checkpoints_the_batch(env: Env) -> None:
         wait_for(lambda: "finish their batch" in worker.output.text(), 10, "the worker to stop")
         assert worker.alive()  # still finishing the held batch
         env.redis.set(GATE, "open")
-        assert worker.proc.wait(30) == 0, worker.output.text()
+        assert worker.wait(30) == 0, worker.output.text()
         store = ConsumerStore(env.router)
         for name in ("recording", "recording_stop"):
             applied = seen(env.redis, name, SHARD)
