@@ -5,8 +5,10 @@ process; prepares users, tokens, media and follows (``scripts.bench.api.prepare`
 ``--clients`` WebSocket clients (asyncio ``websockets``, one process) on a mix of channels
 (half ``media:{id}`` over the 20 hottest media, a fifth ``user:{id}``, a fifth the common
 tag, a tenth their own ``activity``); then likes and unlikes at ``--rate`` per second through
-the API for ``--seconds`` and reports, for every frame of those likes, the time from the API
-response to the frame (p50, p99), frames/s delivered, and the service's RSS per connection.
+the API, ``--warmup`` seconds unmeasured and then ``--seconds``, and reports, for every frame
+of the measured likes, the time from the API response to the frame (p50, p99), frames/s
+delivered, the service's RSS per connection, and the CPU time per like of the API, worker,
+relay, PostgreSQL, Redis and gearmand processes.
 ``--idle N`` then holds N idle connections and reports the service's RSS.
 
 Run: ``python -m scripts.bench.realtime [--clients 1000] [--rate 500] [--idle 10000]``.
@@ -120,15 +122,16 @@ async def open_many(base: str, world: World, n: int, compression: str | None,
 
 
 def drive_likes(base: str, world: World, rate: float, seconds: float,
-                answered: dict[tuple[str, str, str], float]) -> tuple[int, int, float]:
+                answered: dict[tuple[str, str, str], float], liked: set[tuple[str, int]],
+                seed: int) -> tuple[int, int, float]:
     """Like/unlike at ``rate`` for ``seconds`` from ``IN_FLIGHT`` threads, each with its own
-    keep-alive connection, recording when each answer arrived in ``answered``; returns the
+    keep-alive connection, recording when each answer arrived in ``answered`` (``liked``: the
+    (medium, user) pairs liked so far, kept up to date); returns the
     requests sent, how many failed, and the seconds until the last answer. (Threads, not
     httpx's asyncio client: its pool slows down as requests in flight grow, measured here at
     600 requests/s with 4 in flight and 200/s with 64, which made the client the bottleneck.)
     """
-    rng = random.Random(7)
-    liked: set[tuple[str, int]] = set()
+    rng = random.Random(seed)
     jobs: queue.Queue[tuple[str, str, str, int] | None] = queue.Queue()
     failed: list[int] = []
 
@@ -167,11 +170,16 @@ def drive_likes(base: str, world: World, rate: float, seconds: float,
 
 
 async def measure(base: str, world: World, clients: list[ClientConnection], rate: float,
-                  seconds: float) -> dict[str, Any]:
-    """Like/unlike at ``rate`` for ``seconds``; latencies of the frames of those likes."""
+                  seconds: float, warmup: float, pids: dict[str, int]) -> dict[str, Any]:
+    """Like/unlike at ``rate`` for ``warmup`` seconds (not measured: every process's first
+    jobs prepare statements and open connections), then for ``seconds``; latencies of the
+    frames of the measured likes, and the CPU time each process of ``pids`` spent per
+    measured like."""
     answered: dict[tuple[str, str, str], float] = {}  # (event, media, user) -> response time
     latencies: list[float] = []
     frames = 0
+    liked: set[tuple[str, int]] = set()
+    http = base.replace("ws://", "http://")
 
     async def read(ws: ClientConnection) -> None:
         nonlocal frames
@@ -187,9 +195,16 @@ async def measure(base: str, world: World, clients: list[ClientConnection], rate
                 latencies.append(now - t)
 
     readers = [asyncio.create_task(read(ws)) for ws in clients]
+    if warmup > 0:
+        await asyncio.to_thread(drive_likes, http, world, rate, warmup, {}, liked, 5)
+        await asyncio.sleep(1)  # the warm-up's last frames (figures only; not a test)
+        frames = 0
+    cpu = {name: cpu_seconds(p) for name, p in pids.items()}
     sent, failed, duration = await asyncio.to_thread(
-        drive_likes, base.replace("ws://", "http://"), world, rate, seconds, answered)
+        drive_likes, http, world, rate, seconds, answered, liked, 7)
     await asyncio.sleep(2)  # let the last frames arrive (figures only; not a test)
+    per_like = " / ".join(f"{(cpu_seconds(p) - cpu[name]) * 1000 / max(1, sent):.2f}"
+                          for name, p in pids.items())
     for t in readers:
         t.cancel()
     latencies.sort()
@@ -200,7 +215,7 @@ async def measure(base: str, world: World, clients: list[ClientConnection], rate
 
     return {"likes": sent, "failed": failed, "rate": sent / duration, "frames": frames,
             "frames_s": frames / (duration + 2), "p50": pct(0.5), "p99": pct(0.99),
-            "matched": len(latencies)}
+            "matched": len(latencies), "cpu_ms": per_like}
 
 
 async def run(args: Any, world: World, base: str, pids: dict[str, int]
@@ -212,15 +227,12 @@ async def run(args: Any, world: World, base: str, pids: dict[str, int]
     clients = await open_many(base, world, args.clients, "deflate" if args.deflate else None)
     after = rss_kib(pid)
     progress(f"likes at {args.rate}/s for {args.seconds:.0f}s")
-    cpu = {name: cpu_seconds(p) for name, p in pids.items()}
-    m = await measure(base, world, clients, args.rate, args.seconds)
-    per_like = " / ".join(f"{(cpu_seconds(p) - cpu[name]) * 1000 / max(1, m['likes']):.2f}"
-                          for name, p in pids.items())
-    progress(f"CPU ms per like ({' / '.join(pids)}): {per_like}")
+    m = await measure(base, world, clients, args.rate, args.seconds, args.warmup, pids)
+    progress(f"CPU ms per like ({' / '.join(pids)}): {m['cpu_ms']}")
     rows.append([f"{args.clients} clients, likes", f"{m['rate']:.0f}", f"{m['p50']:.1f}",
                  f"{m['p99']:.1f}", f"{m['frames_s']:,.0f}",
                   f"{(after - before) / max(1, args.clients):.1f}", f"{after / 1024:.0f}",
-                 per_like, str(m["failed"])])
+                 m["cpu_ms"], str(m["failed"])])
     await asyncio.gather(*(ws.close() for ws in clients))
     if args.idle:
         progress(f"opening {args.idle} idle clients")
@@ -239,6 +251,8 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=1000, help="WebSocket clients (%(default)s)")
     p.add_argument("--rate", type=float, default=500, help="likes/s through the API")
     p.add_argument("--idle", type=int, default=0, help="idle connections to hold afterwards")
+    p.add_argument("--warmup", type=float, default=3.0,
+                   help="seconds of likes at the same rate before measuring (%(default)s)")
     p.add_argument("--users", type=int, default=300, help="users (%(default)s)")
     p.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate")
     args = p.parse_args()
