@@ -57,7 +57,8 @@ def test_poison_event_is_parked_skipped_or_stops_its_shard_and_retry_redrives_it
         checkpoint = ConsumerStore(env.router).checkpoint("recording_stop", SHARD)
         assert checkpoint is not None and checkpoint.stopped
         assert seen(env.redis, "recording_stop", SHARD) == order[:4]
-        assert "CONSUMER STOPPED" in procs[1].output.text()
+        wait_for(lambda: "CONSUMER STOPPED" in procs[1].output.text(), 30,
+                 "the worker to log the stop (its output is read by a thread of ours)")
         append(env.store, [(OTHER, Noted(n=i)) for i in range(5)])  # other shards go on
         wait_all_seen(env.store, env.redis, [OTHER], procs=procs)
         append(env.store, [(SHARD, Noted(n=99))])  # the stopped shard does not
