@@ -22,6 +22,7 @@ from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
 from tests.integration.mediakit import picture, post_direct, upload
 from tests.integration.recording import relay, workers
+from workers import handlers
 from workers.consumers import CONSUMERS
 
 SETTINGS = {"SHUTTERLOG_FEEDS_CHUNK_SIZE": "500"}
@@ -106,10 +107,17 @@ def test_fanout_to_20000_followers_and_a_small_account_is_not_delayed(
     followers = follow_many(env, int(big["id"]), 20_000)
     (fan, _) = api.user()
     api.relate(api.token(fan["username"]), small["id"], "follow")
-    wait_for(lambda: api.get(f"/v1/users/{big['id']}", api.user()[1]).json()["data"][
-        "counts"]["followed_by"] == 20_000, 120, "20,000 followers")
+    _, viewer = api.user()
+
+    def followed_by(user: dict[str, Any]) -> int:
+        return int(api.get(f"/v1/users/{user['id']}", viewer).json()["data"]["counts"][
+            "followed_by"])
+
+    wait_for(lambda: followed_by(big) == 20_000, 120, "20,000 followers")
+    wait_for(lambda: followed_by(small) == 1, 60, "the small account's one follower")
     shard = shard_of(int(big["id"]))
     checkpoints = ConsumerStore(env.router)
+    handlers.load()  # the consumers' registry, to know what "fanout" reads
     wait_for(lambda: checkpoints.caught_up(CONSUMERS.wanted("fanout"), [shard]), 120,
              "the fanout consumer through the 20,000 follows")
     started = time.time()
