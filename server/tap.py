@@ -17,7 +17,7 @@ from server.api.site import build_site
 from server.config import ConfigError, load
 from server.context import ServiceContext
 from server.realtime import Hub
-from server.store.migrate import pending
+from server.store.migrate import require_migrated
 from server.store.realtime import RealtimeStore
 
 log = Logger()
@@ -95,15 +95,9 @@ def _check_database(ctx: ServiceContext) -> None:
     """Refuse to start on an unmigrated database; a database that is down is only reported
     (``/healthz`` says so until it is back)."""
     try:
-        todo = pending(ctx.router)
+        require_migrated(ctx.router, "shutterlog")
     except psycopg2.OperationalError as e:
         log.warn("PostgreSQL is not reachable at start-up: {error}", error=str(e).strip())
-        return
-    if todo:
-        raise SystemExit(
-            "shutterlog: the database is not migrated; run 'shutterlog migrate' first "
-            f"({len(todo)} pending, first: {todo[0]})"
-        )
 
 
 def _check_redis(ctx: ServiceContext) -> None:

@@ -55,9 +55,24 @@ def metrics_port_option(p: argparse.ArgumentParser, key: str) -> None:
 
 
 def green_process(cfg: Config, role: str, metrics_port: int) -> None:
-    """What the relay and the workers do first: logging, consumer modules, /metrics."""
+    """What the relay and the workers do first: logging, the schema check (refuse to run on
+    a database with pending migrations), consumer modules, /metrics."""
+    import logging
+
+    import psycopg2
+
+    from server.shards import ShardRouter
+    from server.store.migrate import require_migrated
     from workers import handlers, logs, metrics
 
     logs.setup(cfg, role)
+    router = ShardRouter(cfg.shard_map, pool_size=1)
+    try:
+        require_migrated(router, f"shutterlog {role}")
+    except psycopg2.OperationalError as e:
+        logging.getLogger(__name__).warning("PostgreSQL is not reachable at start-up: %s",
+                                            str(e).strip())
+    finally:
+        router.close()
     handlers.load(cfg.workers.modules)
     metrics.serve(metrics_port)

@@ -99,6 +99,19 @@ def pending(router: IShardRouter) -> list[str]:
     return out
 
 
+def require_migrated(router: IShardRouter, program: str) -> None:
+    """Refuse to start ``program`` (SystemExit) while migrations are pending: the code of a
+    release relies on its schema (the API's statements, the workers' ``consumer_lock``).
+    A database that is down raises ``psycopg2.OperationalError``: the caller reports it and
+    goes on, as its connections are retried anyway."""
+    todo = pending(router)
+    if todo:
+        raise SystemExit(
+            f"{program}: the database is not migrated; run 'shutterlog migrate' first "
+            f"({len(todo)} pending, first: {todo[0]})"
+        )
+
+
 def migrate(router: IShardRouter, say: Callable[[str], None] = lambda msg: None) -> int:
     """Apply every pending migration to every database; returns how many were applied."""
     count = 0

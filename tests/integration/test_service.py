@@ -10,6 +10,7 @@ import psycopg2
 from scripts.stack import free_port
 from tests.helpers import Service, wait_for
 from tests.integration.conftest import Env
+from tests.integration.recording import relay, workers
 
 
 def start(env: Env, **overrides: str) -> Service:
@@ -80,7 +81,8 @@ def test_json_logs_without_secrets(env: Env) -> None:
 
 
 def test_unmigrated_database_refuses_to_start(env: Env) -> None:
-    """Pointed at an empty database, the service exits saying to run shutterlog migrate."""
+    """Pointed at an empty database, the service, the relay and the workers each exit saying
+    to run shutterlog migrate."""
     admin = psycopg2.connect(env.stack.dsn(0).rsplit("/", 1)[0] + "/postgres")
     admin.autocommit = True
     name = f"{env.dbnames[0]}_empty"
@@ -88,9 +90,10 @@ def test_unmigrated_database_refuses_to_start(env: Env) -> None:
         cur.execute(f'CREATE DATABASE "{name}"')
     try:
         dsn = env.stack.dsn(0).rsplit("/", 1)[0] + "/" + name
-        svc = Service(env.vars | {"SHUTTERLOG_SHARDS_DATABASES": f"0-15={dsn}"}, free_port())
-        assert svc.wait(30) != 0
-        assert "run 'shutterlog migrate' first" in svc.output.text()
+        empty = env.vars | {"SHUTTERLOG_SHARDS_DATABASES": f"0-15={dsn}"}
+        for proc in (Service(empty, free_port()), relay(empty), workers(empty)):
+            assert proc.wait(30) != 0, proc.name
+            assert "run 'shutterlog migrate' first" in proc.output.text(), proc.output.text()
     finally:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
