@@ -83,6 +83,28 @@ def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(f"stopped by signal {signum}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) so far of process ``pid`` and its descendants (PostgreSQL's
+    backends, say), from one pass over ``/proc``."""
+    children: dict[int, list[int]] = {}
+    used: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        used[child] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        total += used.get(p, 0.0)
+    return total
+
+
 @contextlib.contextmanager
 def process(argv: list[str], env: dict[str, str], ready_url: str,
             timeout: float = 60) -> Iterator[subprocess.Popen[bytes]]:

@@ -27,7 +27,6 @@ from workers.green import patch
 patch()
 
 import json  # noqa: E402  (everything below after gevent's patching, as in the worker)
-import os  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -48,7 +47,14 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from plugins.push.apns import ApnsProvider, ProviderToken  # noqa: E402
 from plugins.push.h2channel import H2Channel  # noqa: E402
 from plugins.push.http import ssl_context  # noqa: E402
-from scripts.bench.common import arguments, machine, progress, rate, table  # noqa: E402
+from scripts.bench.common import (  # noqa: E402
+    arguments,
+    cpu_seconds,
+    machine,
+    progress,
+    rate,
+    table,
+)
 from scripts.fakes.tls import TlsFiles, make_tls  # noqa: E402
 from scripts.stack import free_port  # noqa: E402
 from server.domain.apns import apns_body, apns_headers  # noqa: E402
@@ -89,9 +95,7 @@ class Server:
             raise RuntimeError(f"the local APNs did not start: {line!r}")
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import queue
 import random
 import sys
@@ -31,32 +30,19 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from scripts.bench.api import World, prepare
-from scripts.bench.common import arguments, bench_stack, machine, process, progress, table
+from scripts.bench.common import (
+    arguments,
+    bench_stack,
+    cpu_seconds,
+    machine,
+    process,
+    progress,
+    table,
+)
 from scripts.stack import free_port
 
 #: Like requests in flight at once (one thread and connection each).
 IN_FLIGHT = 8
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of process ``pid`` and its descendants so far."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        todo += children.get(p, [])
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def rss_kib(pid: int) -> int:
