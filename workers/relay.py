@@ -51,6 +51,7 @@ class Relay:
     def __init__(self, config: Config, consumers: Consumers) -> None:
         self.config = config
         self.consumers = consumers.all()
+        self.wanted = consumers.wanted()  # name -> event types: what the scan counts lag in
         self.router = ShardRouter(config.shard_map, pool_size=4, name="shutterlog-relay")
         self.checkpoints = ConsumerStore(self.router)
         self.tasks = TaskStore(self.router)
@@ -163,8 +164,7 @@ class Relay:
             gevent.sleep(self.config.relay.poll_interval)
 
     def _scan(self, db: Database) -> None:
-        wanted = {c.name: c.types for c in self.consumers}
-        states = self.checkpoints.scan(db, wanted, only_wanted=True)
+        states = self.checkpoints.scan(db, self.wanted, only_wanted=True)
         lagging = []
         for state in states:
             cp = state.checkpoint
