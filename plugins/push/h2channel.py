@@ -385,14 +385,13 @@ class H2Channel:
         except OSError as e:  # ssl.SSLError among them: an untrusted certificate
             raw.close()
             raise ConnectError(f"cannot connect: {type(e).__name__}") from None
-        try:
-            if sock.selected_alpn_protocol() != "h2":
-                raise ConnectError("the server does not speak HTTP/2")
-            return _Connection(sock, self.timeout)
-        except (OSError, h2.exceptions.ProtocolError, ConnectError) as e:
+        if sock.selected_alpn_protocol() != "h2":
             sock.close()
-            if isinstance(e, ConnectError):
-                raise
+            raise ConnectError("the server does not speak HTTP/2")
+        try:
+            return _Connection(sock, self.timeout)
+        except (OSError, h2.exceptions.ProtocolError) as e:
+            sock.close()
             raise ConnectError(f"cannot connect: {type(e).__name__}") from None
 
     def close(self) -> None:
