@@ -4,6 +4,7 @@ events as it is released."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import psycopg2.extensions
@@ -33,6 +34,20 @@ def sessions(env: Env) -> Iterator[tuple[Txn, Txn]]:
             conn.close()
 
 
+@contextlib.contextmanager
+def unsafe_event(env: Env) -> Iterator[None]:
+    """For the block: an event in SHARD committed behind a transaction that is still open
+    (it took an xid first), so not safe to read yet."""
+    older = env.router.database(SHARD).connect()
+    try:
+        Txn(older.cursor()).execute("SELECT pg_current_xact_id()")  # an xid below the next
+        append(env.store, [(SHARD, Noted(n=1))])
+        yield
+    finally:
+        older.rollback()
+        older.close()
+
+
 def test_one_holder_at_a_time_and_the_next_reads_what_it_saved(
         env: Env, sessions: tuple[Txn, Txn]) -> None:
     a, b = sessions
@@ -60,16 +75,10 @@ def test_release_sees_an_event_not_yet_safe_to_read(
     append(env.store, [(SHARD, Noted(n=0))])
     head = env.store.head(SHARD)
     assert head is not None
-    older = env.router.database(SHARD).connect()
-    try:
-        Txn(older.cursor()).execute("SELECT pg_current_xact_id()")  # an xid below the next
-        append(env.store, [(SHARD, Noted(n=1))])
+    with unsafe_event(env):
         assert env.store.read_page(SHARD, head).events == [], "not safe to read yet"
         assert cstore.lock_txn(a, KEY, NAME, SHARD, from_head=False) is not None
         assert cstore.release_txn(a, KEY, SHARD, head)
-    finally:
-        older.rollback()
-        older.close()
 
 
 def test_a_short_page_without_lookahead_leaves_the_look_to_the_caller(
@@ -77,10 +86,7 @@ def test_a_short_page_without_lookahead_leaves_the_look_to_the_caller(
     """``lookahead=False``: a page with events but shorter than the limit says no more at
     once, even with an unsafe event after it; an empty page still looks (blocked)."""
     append(env.store, [(SHARD, Noted(n=0))])
-    older = env.router.database(SHARD).connect()
-    try:
-        Txn(older.cursor()).execute("SELECT pg_current_xact_id()")
-        append(env.store, [(SHARD, Noted(n=1))])
+    with unsafe_event(env):
         txn, _ = sessions
         short = env.store.read_page_txn(txn, SHARD, ORIGIN, 10, lookahead=False)
         assert len(short.events) == 1 and not short.more
@@ -88,6 +94,3 @@ def test_a_short_page_without_lookahead_leaves_the_look_to_the_caller(
         assert len(full.events) == 1 and full.more, "the default looks ahead"
         empty = env.store.read_page_txn(txn, SHARD, short.next, 10, lookahead=False)
         assert empty.events == [] and empty.scanned == 0 and empty.more
-    finally:
-        older.rollback()
-        older.close()
