@@ -35,6 +35,13 @@ ALL_SCOPES = " ".join(SCOPES)
 _names = itertools.count()
 
 
+def create_app(env: Env, redirect_uri: str = "https://app.example/cb",
+               require_signed: bool = False, name: str = "Test app") -> tuple[str, str]:
+    """An app's (client id, client secret), made as ``shutterlog apps create`` makes it."""
+    box = SecretBox(env.config.secrets.key, PURPOSE)
+    return apps.create(env.store, env.router, box, name, redirect_uri, require_signed)
+
+
 def start_service(env: Env, **overrides: str) -> Service:
     service = Service(env.vars | FAST | overrides, free_port())
     service.wait_listening()
@@ -81,9 +88,7 @@ class Api:
 
     def create_app(self, redirect_uri: str = "https://app.example/cb",
                    require_signed: bool = False, name: str = "Test app") -> tuple[str, str]:
-        box = SecretBox(self.env.config.secrets.key, PURPOSE)
-        return apps.create(self.env.store, self.env.router, box, name, redirect_uri,
-                           require_signed)
+        return create_app(self.env, redirect_uri, require_signed, name)
 
     @property
     def app(self) -> tuple[str, str]:

@@ -15,12 +15,9 @@ from server.db import Txn
 from server.domain.log import NewEvent
 from server.domain.oauth import app_shard
 from server.domain.subscriptions import SubscriptionCreated, subscription_stream
-from server.secretbox import SecretBox
-from server.store import apps
 from server.store.accounts import new_id
-from server.store.apps import PURPOSE
 from tests.fakes.hub import FakeHub
-from tests.integration.apiclient import Api
+from tests.integration.apiclient import Api, create_app
 from tests.integration.conftest import Env
 from workers.context import WorkerContext
 from workers.tasks import run_task
@@ -58,10 +55,9 @@ def appended(env: Env, client_id: str, callback_url: str, kind: str,
 
 
 def new_app(env: Env, name: str) -> tuple[str, str]:
-    """An app's (client id, client secret), made as ``shutterlog apps create`` makes it."""
+    """An app's (client id, client secret), for a test without a service."""
     catalog.load()  # the inline projections, as every process of ours loads them
-    box = SecretBox(env.config.secrets.key, PURPOSE)
-    return apps.create(env.store, env.router, box, name, "https://app.example/cb", False)
+    return create_app(env, name=name)
 
 
 def webhook_context(env: Env, **settings: str) -> WorkerContext:
