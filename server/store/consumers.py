@@ -19,8 +19,10 @@ from server.domain.shards import schema_name
 from server.interfaces import IShardRouter
 from server.shards import database_of_id
 
-#: Lag in events is counted up to this many (beyond it, "at least").
-LAG_CAP = 100_000
+#: Lag in events is counted up to this many (beyond it, "at least"). The relay's scan walks
+#: up to this many events after every checkpoint each ``relay.poll_interval``, so the cap is
+#: what a backlog (a new consumer starting from the origin, a long outage) costs per scan.
+LAG_CAP = 10_000
 
 _CHECKPOINT = "consumer, shard, txid::text, event_id, status, reason, failures, last_error"
 _LETTER = (
