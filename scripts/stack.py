@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +79,7 @@ class LocalStack:
         databases: int = 2,
         ephemeral: bool = False,
         postgres_bin: str = "",
+        postgres_settings: Mapping[str, str] | None = None,
         say: Callable[[str], None] = lambda msg: None,
     ) -> None:
         self.var = Path(var).absolute()
@@ -86,6 +87,7 @@ class LocalStack:
         self.databases = databases
         self.ephemeral = ephemeral
         self.postgres_bin = postgres_bin
+        self.postgres_settings = dict(postgres_settings or {})
         self.say = say
 
     # --- public ---------------------------------------------------------------------------
@@ -171,6 +173,7 @@ class LocalStack:
             }
             if self.ephemeral:
                 settings |= EPHEMERAL_PG
+            settings |= self.postgres_settings
             args = [str(bindir / "postgres"), "-D", str(data)]
             for k, v in settings.items():
                 args += ["-c", f"{k}={v}"]

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
+
 from scripts.stack import LocalStack, free_port
 from server.config import Config, load
 from server.shards import ShardRouter
@@ -53,16 +55,22 @@ class BenchStack:
     env: dict[str, str]
 
 
+#: PostgreSQL settings that record every statement's calls and time (``Statements``).
+STATEMENTS_PG = {"shared_preload_libraries": "pg_stat_statements",
+                 "pg_stat_statements.track": "all"}
+
+
 @contextlib.contextmanager
-def bench_stack(durable: bool = False, databases: int = 2) -> Iterator[BenchStack]:
+def bench_stack(durable: bool = False, databases: int = 2,
+                statements: bool = False) -> Iterator[BenchStack]:
     """A migrated local stack on free ports in a temporary directory, removed afterwards (a
     SIGTERM, as from ``timeout`` or ``kill``, unwinds like Ctrl-C, so the stack is stopped
-    then too)."""
+    then too). ``statements``: PostgreSQL loads pg_stat_statements (``Statements``)."""
     signal.signal(signal.SIGTERM, _terminated)
     var = Path(tempfile.mkdtemp(prefix="shutterlog-bench-"))
     stack = LocalStack(var, postgres_port=free_port(), redis_port=free_port(),
                        gearman_port=free_port(), databases=databases, ephemeral=not durable,
-                       say=progress)
+                       postgres_settings=STATEMENTS_PG if statements else None, say=progress)
     try:
         stack.up()
         env = stack.env() | {"SHUTTERLOG_SECRETS_KEY": "bench"}
@@ -74,6 +82,43 @@ def bench_stack(durable: bool = False, databases: int = 2) -> Iterator[BenchStac
     finally:
         stack.down()
         shutil.rmtree(var, ignore_errors=True)
+
+
+class Statements:
+    """What PostgreSQL ran between ``reset()`` and ``report()``, from pg_stat_statements (the
+    stack started with ``statements=True``), over every database of the cluster. With
+    ``track = all`` the statements inside functions are counted too."""
+
+    def __init__(self, dsn: str) -> None:
+        self.conn = psycopg2.connect(dsn)
+        self.conn.autocommit = True
+        with self.conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+    def reset(self) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_stat_statements_reset()")
+
+    def report(self, per: int, unit: str, top: int) -> list[str]:
+        """Statements and execution time per ``unit`` (``per`` of them done), then the
+        ``top`` statements by total execution time."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT sum(calls), sum(total_exec_time) FROM pg_stat_statements")
+            calls, ms = cur.fetchone() or (0, 0.0)
+            cur.execute(
+                "SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g') "
+                "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT %s", (top,))
+            rows = cur.fetchall()
+        per = max(1, per)
+        lines = [f"PostgreSQL: {int(calls or 0) / per:.1f} statements and "
+                 f"{float(ms or 0) / per:.2f} ms of execution per {unit}; "
+                 "calls / total ms / mean ms / rows / statement:"]
+        lines += [f"{c:>8} {t:>9.1f} {t / max(1, c):>7.3f} {r:>8}  {q[:110]}"
+                  for c, t, r, q in rows]
+        return lines
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -9,7 +9,9 @@ the API, ``--warmup`` seconds unmeasured and then ``--seconds``, and reports, fo
 of the measured likes, the time from the API response to the frame (p50, p99), frames/s
 delivered, the service's RSS per connection, and the CPU time per like of the API, worker,
 relay, PostgreSQL, Redis and gearmand processes.
-``--idle N`` then holds N idle connections and reports the service's RSS.
+``--idle N`` then holds N idle connections and reports the service's RSS. ``--pg-statements``
+has PostgreSQL record what it runs (pg_stat_statements) and prints the statements and
+execution time per measured like, and the top statements.
 
 Run: ``python -m scripts.bench.realtime [--clients 1000] [--rate 500] [--idle 10000]``.
 """
@@ -31,6 +33,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from scripts.bench.api import World, prepare
 from scripts.bench.common import (
+    Statements,
     arguments,
     bench_stack,
     cpu_seconds,
@@ -156,11 +159,12 @@ def drive_likes(base: str, world: World, rate: float, seconds: float,
 
 
 async def measure(base: str, world: World, clients: list[ClientConnection], rate: float,
-                  seconds: float, warmup: float, pids: dict[str, int]) -> dict[str, Any]:
+                  seconds: float, warmup: float, pids: dict[str, int],
+                  statements: Statements | None) -> dict[str, Any]:
     """Like/unlike at ``rate`` for ``warmup`` seconds (not measured: every process's first
     jobs prepare statements and open connections), then for ``seconds``; latencies of the
-    frames of the measured likes, and the CPU time each process of ``pids`` spent per
-    measured like."""
+    frames of the measured likes, the CPU time each process of ``pids`` spent per measured
+    like and, with ``statements``, what PostgreSQL ran meanwhile."""
     answered: dict[tuple[str, str, str], float] = {}  # (event, media, user) -> response time
     latencies: list[float] = []
     frames = 0
@@ -185,12 +189,15 @@ async def measure(base: str, world: World, clients: list[ClientConnection], rate
         await asyncio.to_thread(drive_likes, http, world, rate, warmup, {}, liked, 5)
         await asyncio.sleep(1)  # the warm-up's last frames (figures only; not a test)
         frames = 0
+    if statements is not None:
+        statements.reset()
     cpu = {name: cpu_seconds(p) for name, p in pids.items()}
     sent, failed, duration = await asyncio.to_thread(
         drive_likes, http, world, rate, seconds, answered, liked, 7)
     await asyncio.sleep(2)  # let the last frames arrive (figures only; not a test)
     per_like = " / ".join(f"{(cpu_seconds(p) - cpu[name]) * 1000 / max(1, sent):.2f}"
                           for name, p in pids.items())
+    report = statements.report(sent, "like", 15) if statements is not None else []
     for t in readers:
         t.cancel()
     latencies.sort()
@@ -201,11 +208,11 @@ async def measure(base: str, world: World, clients: list[ClientConnection], rate
 
     return {"likes": sent, "failed": failed, "rate": sent / duration, "frames": frames,
             "frames_s": frames / (duration + 2), "p50": pct(0.5), "p99": pct(0.99),
-            "matched": len(latencies), "cpu_ms": per_like}
+            "matched": len(latencies), "cpu_ms": per_like, "statements": report}
 
 
-async def run(args: Any, world: World, base: str, pids: dict[str, int]
-              ) -> list[list[str]]:
+async def run(args: Any, world: World, base: str, pids: dict[str, int],
+              statements: Statements | None) -> tuple[list[list[str]], list[str]]:
     rows = []
     pid = pids["API"]
     before = rss_kib(pid)
@@ -213,7 +220,8 @@ async def run(args: Any, world: World, base: str, pids: dict[str, int]
     clients = await open_many(base, world, args.clients, "deflate" if args.deflate else None)
     after = rss_kib(pid)
     progress(f"likes at {args.rate}/s for {args.seconds:.0f}s")
-    m = await measure(base, world, clients, args.rate, args.seconds, args.warmup, pids)
+    m = await measure(base, world, clients, args.rate, args.seconds, args.warmup, pids,
+                      statements)
     progress(f"CPU ms per like ({' / '.join(pids)}): {m['cpu_ms']}")
     rows.append([f"{args.clients} clients, likes", f"{m['rate']:.0f}", f"{m['p50']:.1f}",
                  f"{m['p99']:.1f}", f"{m['frames_s']:,.0f}",
@@ -228,7 +236,7 @@ async def run(args: Any, world: World, base: str, pids: dict[str, int]
         rows.append([f"{args.idle} idle clients", "-", "-", "-", "-",
                      f"{(after - before) / args.idle:.1f}", f"{after / 1024:.0f}", "-", "0"])
         await asyncio.gather(*(ws.close() for ws in idle))
-    return rows
+    return rows, m["statements"]
 
 
 def main() -> None:
@@ -241,8 +249,11 @@ def main() -> None:
                    help="seconds of likes at the same rate before measuring (%(default)s)")
     p.add_argument("--users", type=int, default=300, help="users (%(default)s)")
     p.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate")
+    p.add_argument("--pg-statements", action="store_true",
+                   help="PostgreSQL records its statements (pg_stat_statements): print the "
+                   "statements and execution time per measured like, and the top 15")
     args = p.parse_args()
-    with bench_stack(durable=args.durable) as bench:
+    with bench_stack(durable=args.durable, statements=args.pg_statements) as bench:
         progress(f"preparing {args.users} users, media and follows")
         world = prepare(bench.config, args.users)
         port, relay_port, workers_port = free_port(), free_port(), free_port()
@@ -263,12 +274,21 @@ def main() -> None:
             pids = {"API": api.pid, "workers": workers.pid, "relay": relay.pid} | {
                 name: pid for name in ("postgres", "redis", "gearmand")
                 if (pid := bench.stack.pid(name)) is not None}
-            rows = asyncio.run(run(args, world, f"ws://127.0.0.1:{port}", pids))
+            statements = (Statements(bench.config.shard_map.dsns()[0])
+                          if args.pg_statements else None)
+            try:
+                rows, report = asyncio.run(
+                    run(args, world, f"ws://127.0.0.1:{port}", pids, statements))
+            finally:
+                if statements is not None:
+                    statements.close()
     table(f"Real-time delivery ({machine()}; one API process, one worker process; "
           f"{args.seconds:.0f}s of likes; latency from the like's API response to the frame)",
           ["phase", "likes/s", "p50 ms", "p99 ms", "frames/s", "RSS KiB/conn", "RSS MiB",
            "CPU ms/like: API / workers / relay / postgres / redis / gearmand",
            "failed"], rows)
+    if report:
+        print("\n" + "\n".join(report))
 
 
 if __name__ == "__main__":
