@@ -67,7 +67,7 @@ def lag(wanted: int, scanned: int, cap: int, oldest_wanted_ms: int | None,
 #: that the checkpoint moves past them and the scans behind it stay short. Every scan walks
 #: the events of other types waiting behind each such checkpoint: with 1,000, a dozen
 #: consumers each behind a few hundred events they do not read cost PostgreSQL 67 ms per
-#: database and scan; with 100, 14 ms, for one cheap sweep job per pair every 100 events.
+#: database and scan; with 100, 14-17 ms, for a cheap sweep job per pair every 100 events.
 SWEEP_AFTER = 100
 
 

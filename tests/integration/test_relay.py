@@ -12,8 +12,7 @@ from scripts.stack import free_port
 from server.db import Txn
 from server.domain.checkpoints import SWEEP_AFTER, lock_key
 from server.store import consumers as cstore
-from server.store.consumers import ConsumerStore
-from tests.helpers import wait_for
+from tests.helpers import Process, wait_for
 from tests.integration.conftest import Env
 from tests.integration.gearmand import Gearmand
 from tests.integration.recording import (
@@ -169,7 +168,6 @@ def test_the_relay_wakes_only_the_consumers_that_want_what_was_appended(env: Env
         assert the_relay.stop() == 0, the_relay.output.text()
 
 
-
 def test_the_scan_sweeps_a_checkpoint_past_events_it_does_not_read(env: Env) -> None:
     """A consumer with nothing of its types to do is kicked by the scan once SWEEP_AFTER
     events of other types wait behind its checkpoint, which then moves to the head, so the
@@ -179,13 +177,14 @@ def test_the_scan_sweeps_a_checkpoint_past_events_it_does_not_read(env: Env) -> 
     every pair (which would move the checkpoint too) finds it busy and is spent; once that
     is seen, only the scan can kick the pair again."""
     name, shard = "recording_other", 6
-    conn = env.router.database(shard).connect(autocommit=True)
-    txn = Txn(conn.cursor())
     key = lock_key(name, shard)
-    assert cstore.lock_txn(txn, key, name, shard, from_head=False) is not None
-    port = metrics_port()
-    procs = (relay(env.vars), workers(env.vars, SHUTTERLOG_WORKERS_METRICS_PORT=port))
+    conn = env.router.database(shard).connect(autocommit=True)
+    procs: tuple[Process, ...] = ()
     try:
+        txn = Txn(conn.cursor())
+        assert cstore.lock_txn(txn, key, name, shard, from_head=False) is not None
+        port = metrics_port()
+        procs = (relay(env.vars), workers(env.vars, SHUTTERLOG_WORKERS_METRICS_PORT=port))
         wait_for(lambda: counter(port, "shutterlog_consumer_busy_total", name) > 0, 30,
                  "the start-up kick spent on the held lock")
         append(env.store, [(shard, Noted(n=i)) for i in range(SWEEP_AFTER)])
@@ -194,7 +193,7 @@ def test_the_scan_sweeps_a_checkpoint_past_events_it_does_not_read(env: Env) -> 
         cstore.unlock_txn(txn, key)
 
         def swept() -> bool:
-            cp = ConsumerStore(env.router).checkpoint(name, shard)
+            cp = cstore.ConsumerStore(env.router).checkpoint(name, shard)
             return cp is not None and cp.position == head
 
         wait_for(swept, 30, f"{name}'s checkpoint on {shard} at the head")
