@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import psycopg2
 import redis
 
 from twisted.application.internet import StreamServerEndpointService
@@ -94,10 +93,7 @@ def makeService(options: Options) -> MultiService:
 def _check_database(ctx: ServiceContext) -> None:
     """Refuse to start on an unmigrated database; a database that is down is only reported
     (``/healthz`` says so until it is back)."""
-    try:
-        require_migrated(ctx.router, "shutterlog")
-    except psycopg2.OperationalError as e:
-        log.warn("PostgreSQL is not reachable at start-up: {error}", error=str(e).strip())
+    require_migrated(ctx.router, "shutterlog", lambda message: log.warn("{m}", m=message))
 
 
 def _check_redis(ctx: ServiceContext) -> None:

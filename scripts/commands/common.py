@@ -59,8 +59,6 @@ def green_process(cfg: Config, role: str, metrics_port: int) -> None:
     a database with pending migrations), consumer modules, /metrics."""
     import logging
 
-    import psycopg2
-
     from server.shards import ShardRouter
     from server.store.migrate import require_migrated
     from workers import handlers, logs, metrics
@@ -68,10 +66,7 @@ def green_process(cfg: Config, role: str, metrics_port: int) -> None:
     logs.setup(cfg, role)
     router = ShardRouter(cfg.shard_map, pool_size=1)
     try:
-        require_migrated(router, f"shutterlog {role}")
-    except psycopg2.OperationalError as e:
-        logging.getLogger(__name__).warning("PostgreSQL is not reachable at start-up: %s",
-                                            str(e).strip())
+        require_migrated(router, f"shutterlog {role}", logging.getLogger(__name__).warning)
     finally:
         router.close()
     handlers.load(cfg.workers.modules)

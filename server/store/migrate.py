@@ -99,12 +99,16 @@ def pending(router: IShardRouter) -> list[str]:
     return out
 
 
-def require_migrated(router: IShardRouter, program: str) -> None:
+def require_migrated(router: IShardRouter, program: str, warn: Callable[[str], None]) -> None:
     """Refuse to start ``program`` (SystemExit) while migrations are pending: the code of a
     release relies on its schema (the API's statements, the workers' ``consumer_lock``).
-    A database that is down raises ``psycopg2.OperationalError``: the caller reports it and
-    goes on, as its connections are retried anyway."""
-    todo = pending(router)
+    A database that is down is only reported through ``warn`` (the program's logger): its
+    connections are retried anyway."""
+    try:
+        todo = pending(router)
+    except psycopg2.OperationalError as e:
+        warn(f"PostgreSQL is not reachable at start-up: {str(e).strip()}")
+        return
     if todo:
         raise SystemExit(
             f"{program}: the database is not migrated; run 'shutterlog migrate' first "
