@@ -205,16 +205,21 @@ class ConsumerStore:
         names = list(wanted)
         rows = db.run_interaction("scan_checkpoints", lambda txn: txn.fetchall(
             f"""
+            WITH heads AS MATERIALIZED (
+                SELECT s.shard, h.txid, h.id
+                FROM (SELECT DISTINCT shard FROM checkpoints) s
+                LEFT JOIN LATERAL (
+                    SELECT txid, id FROM events e WHERE e.shard = s.shard
+                    ORDER BY e.txid DESC, e.id DESC LIMIT 1
+                ) h ON true
+            )
             SELECT {', '.join('c.' + col for col in _CHECKPOINT.split(', '))},
                    h.txid::text, h.id, p.wanted, p.scanned, p.oldest_ms,
                    (extract(epoch FROM now()) * 1000)::bigint
             FROM checkpoints c
+            JOIN heads h USING (shard)
             LEFT JOIN unnest(%(names)s::text[], %(types)s::text[]) AS w(consumer, types)
                 ON w.consumer = c.consumer
-            LEFT JOIN LATERAL (
-                SELECT txid, id FROM events e WHERE e.shard = c.shard
-                ORDER BY e.txid DESC, e.id DESC LIMIT 1
-            ) h ON true
             LEFT JOIN LATERAL (
                 SELECT count(*) FILTER (WHERE x.wanted) AS wanted, count(*) AS scanned,
                        (extract(epoch FROM min(x.created_at) FILTER (WHERE x.wanted))
