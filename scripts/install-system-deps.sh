@@ -16,7 +16,10 @@ done
 
 echo "shutterlog: installing Debian packages:$missing" >&2
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-$SUDO apt-get update -qq
+# A fresh machine's unattended upgrades (or another install) may hold dpkg's lock: wait for
+# it for up to five minutes rather than fail at once.
+WAIT="-o DPkg::Lock::Timeout=300"
+$SUDO apt-get $WAIT update -qq
 # Debian's packages start their own servers where an init system runs; shutterlog never
 # uses them: it starts its own on other ports (scripts/stack.py).
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get $WAIT install -y -qq --no-install-recommends $missing
