@@ -203,13 +203,16 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         ),
     )
     def access_token(call: Call) -> Reply:
-        return remembered(call, f"oauth:{call.params['client_id']}", lambda: grant(call))
-
-    def grant(call: Call) -> Reply:
-        p = call.params
-        client = authz.app(p["client_id"])
-        if not hmac.compare_digest(client.secret(ctx.box).encode(), p["client_secret"].encode()):
+        # The app proves itself before a retry may get a stored answer, and that answer is
+        # bound to the grant's parameters (``remembered``): a key alone gets no token.
+        client = authz.app(call.params["client_id"])
+        if not hmac.compare_digest(client.secret(ctx.box).encode(),
+                                   call.params["client_secret"].encode()):
             raise oauth_error("Invalid client_secret")
+        return remembered(call, f"oauth:{client.client_id}", lambda: grant(call, client))
+
+    def grant(call: Call, client: App) -> Reply:
+        p = call.params
         if p["grant_type"] == "authorization_code":
             grant = ctx.tokens.take_code(p["code"]) if p["code"] else None
             if grant is None or grant.client_id != client.client_id:

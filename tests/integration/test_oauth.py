@@ -153,6 +153,27 @@ def test_access_token_is_idempotent(api: Api) -> None:
     assert third.json()["access_token"] != first.json()["access_token"]
 
 
+def test_a_grant_key_gives_no_token_to_another_request(api: Api) -> None:
+    """Repeating a password grant's Idempotency-Key without the client secret, or with it
+    but another user's credentials, gets an error, not the first grant's token."""
+    victim = api.signup()
+    client_id, secret = api.app
+    key = {"Idempotency-Key": "login-1"}
+    first = api.http.post("/oauth/access_token", headers=key, data={
+        "client_id": client_id, "client_secret": secret, "grant_type": "password",
+        "username": victim["username"], "password": PASSWORD})
+    assert first.status_code == 200, first.text
+    r = api.http.post("/oauth/access_token", headers=key, data={
+        "client_id": client_id, "client_secret": "wrong", "grant_type": "password",
+        "username": "mallory", "password": "not-the-password"})
+    assert (r.status_code, r.json()["error_type"]) == (400, "OAuthException"), r.text
+    r = api.http.post("/oauth/access_token", headers=key, data={
+        "client_id": client_id, "client_secret": secret, "grant_type": "password",
+        "username": "mallory", "password": "not-the-password"})
+    assert r.status_code == 400 and "other parameters" in r.text, r.text
+    assert victim["username"] not in r.text and first.json()["access_token"] not in r.text
+
+
 def test_token_errors_and_revocation(api: Api) -> None:
     """No token, a bad token, conflicting tokens, a revoked token and all of a user's tokens
     revoked: each refused with the Instagram error type."""
