@@ -141,7 +141,7 @@ def checked_addresses(
     lookup = resolve or socket.getaddrinfo  # looked up now: gevent may have patched it
     try:
         infos = lookup(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
+    except (socket.gaierror, UnicodeError) as e:  # UnicodeError: a label empty or too long
         raise httpcore.ConnectError(f"cannot resolve {host}: {e}") from e
     trusted = policy.name_allowed(host)
     out: list[str] = []

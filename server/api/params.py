@@ -80,6 +80,11 @@ class Param:
                 raise invalid(f"{self.name} must be a string")
             if "\x00" in raw:
                 raise invalid(f"{self.name} must not contain NUL characters")
+            if not raw.isascii():
+                try:  # JSON can carry a lone surrogate ("\ud800"): no text can hold it
+                    raw.encode()
+                except UnicodeEncodeError:
+                    raise invalid(f"{self.name} must be valid Unicode text") from None
             return raw
         if self.kind is bool:
             if isinstance(raw, bool):
@@ -117,6 +122,8 @@ def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise invalid("the body is not valid JSON") from None
+        except RecursionError:  # arrays or objects nested thousands deep
+            raise invalid("the JSON body is nested too deeply") from None
         if not isinstance(data, dict):
             raise invalid("the JSON body must be an object")
         if len(data) > MAX_FIELDS:

@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from prometheus_client import Counter, Histogram
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -137,13 +138,22 @@ class Request(server.Request):
             self.request_id = given
         self.setHeader(b"x-request-id", self.request_id.encode())
         if self.too_large:
-            self.site = getattr(self.channel, "site", None)
-            error = APIError(413, "APIRequestTooLargeError",
-                             f"the request body is larger than {self._limit()} bytes")
-            self.write(render_error(self, error, self.request_id))
-            self.finish()
+            self._refuse(APIError(413, "APIRequestTooLargeError",
+                                  f"the request body is larger than {self._limit()} bytes"))
+            return
+        try:  # Klein would answer a path that is not UTF-8 outside the envelope
+            unquote_to_bytes(self.path).decode()
+        except UnicodeDecodeError:
+            self._refuse(APIError(400, "APIInvalidParametersError",
+                                  "the URL's path is not UTF-8 text"))
             return
         super().process()
+
+    def _refuse(self, error: APIError) -> None:
+        """Answer ``error`` without routing the request."""
+        self.site = getattr(self.channel, "site", None)
+        self.write(render_error(self, error, self.request_id))
+        self.finish()
 
 
 class Site(server.Site):

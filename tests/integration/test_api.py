@@ -24,8 +24,9 @@ def meta(r: httpx.Response) -> tuple[int, str]:
 
 
 def test_malformed_bodies_are_400_and_write_nothing(api: Api) -> None:
-    """Invalid JSON, a JSON array, bad UTF-8, a repeated field and an unknown body type are
-    refused precisely; the username they named stays free."""
+    """Invalid JSON, a JSON array, bad UTF-8, a repeated field, an unknown body type, a lone
+    surrogate and JSON nested too deeply to decode are refused precisely; the username they
+    named stays free."""
     name = api.name()
     form = f"username={name}&password={PASSWORD}&full_name=x"
     cases = [
@@ -36,6 +37,11 @@ def test_malformed_bodies_are_400_and_write_nothing(api: Api) -> None:
         ({"content-type": "application/x-www-form-urlencoded"},
          (form + f"&username={name}").encode(), 400, "more than once"),
         ({"content-type": "text/plain"}, form.encode(), 415, "unsupported body type"),
+        # JSON can name a lone surrogate, which no text can hold
+        ({"content-type": "application/json"},
+         f'{{"username": "{name}", "password": "{PASSWORD}", "full_name": "\\ud800"}}'.encode(),
+         400, "full_name must be valid Unicode text"),
+        ({"content-type": "application/json"}, b"[" * 4000, 400, "nested too deeply"),
     ]
     for headers, body, code, needle in cases:
         r = api.http.post("/v1/users", content=body, headers=headers)
@@ -44,6 +50,30 @@ def test_malformed_bodies_are_400_and_write_nothing(api: Api) -> None:
     r = api.http.post("/v1/users", content=form.encode(),
                       headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200, r.text
+
+
+def test_a_path_that_is_not_utf8_is_answered_in_the_envelope(api: Api) -> None:
+    """``%FF`` in the path: 400 in the JSON envelope, not the router's HTML page."""
+    _, token = api.user()
+    r = api.get("/v1/users/%FF", token)
+    assert meta(r) == (400, "APIInvalidParametersError")
+    assert "not UTF-8" in r.json()["meta"]["error_message"]
+
+
+def test_urls_whose_host_cannot_be_a_name_are_400(api: Api) -> None:
+    """A host with a label over 63 characters or an empty one (which the resolver's IDNA
+    step rejects before any lookup): 400, in a link and a subscription's callback."""
+    _, token = api.user()
+    for host in ("a" * 64 + ".com", "a..com"):
+        r = api.post("/v1/users/self/linked_accounts", token, service="webhook",
+                     url=f"http://{host}/", secret="x" * 20)
+        assert meta(r) == (400, "APIInvalidParametersError"), (host, r.text)
+        assert "does not resolve" in r.json()["meta"]["error_message"]
+    client_id, secret = api.app
+    r = api.http.post("/v1/subscriptions", data={
+        "client_id": client_id, "client_secret": secret, "object": "tag", "object_id": "x",
+        "aspect": "media", "callback_url": "http://" + "a" * 64 + ".com/cb"})
+    assert meta(r) == (400, "APIInvalidParametersError"), r.text
 
 
 def test_oversized_bodies_get_413_unread(api: Api) -> None:
