@@ -13,12 +13,15 @@ import re
 MAX_TAG = 100
 _TAG = re.compile(rf"(?<![\w#&])#(\w{{1,{MAX_TAG}}})(?!\w)")
 _MENTION = re.compile(r"(?<![\w@.])@([A-Za-z0-9._]{1,30})(?![A-Za-z0-9_])")
-TAG_NAME = re.compile(rf"^\w{{1,{MAX_TAG}}}$")
+TAG_NAME = re.compile(rf"\w{{1,{MAX_TAG}}}")  # whole names only: ``fullmatch``
 
 
 def normalize_tag(name: str) -> str:
-    """The stored form of a tag: lower case (``casefold`` would turn ß into ss: not wanted)."""
-    return name.lower()
+    """The stored form of a tag: lower case (``casefold`` would turn ß into ss: not wanted).
+    "İ" (U+0130) is the one letter whose lower case adds a character that is not a word
+    character ("i" and a combining dot above): it lowers to "i", so that the stored form is
+    a valid tag name too."""
+    return name.replace("\u0130", "I").lower()
 
 
 def hashtags(text: str) -> tuple[str, ...]:
@@ -49,4 +52,4 @@ def mentions(text: str) -> tuple[str, ...]:
 
 def valid_tag_name(name: str) -> bool:
     """Whether ``name`` (without ``#``) can be a tag."""
-    return bool(TAG_NAME.match(name)) and not name.isdigit()
+    return TAG_NAME.fullmatch(name) is not None and not name.isdigit()

@@ -185,3 +185,4 @@ def test_tags_list_search_and_lose_deleted_media(api: Api) -> None:
     assert media_of(api.get(f"/v1/tags/{tag}/media/recent", ta)) == [ids[1], ids[0]]
     assert api.get(f"/v1/tags/{tag}", ta).json()["data"]["media_count"] == 2
     assert api.get("/v1/tags/no%20space", ta).status_code == 400
+    assert api.get(f"/v1/tags/{tag}%0A", ta).status_code == 400

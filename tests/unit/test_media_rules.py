@@ -69,6 +69,13 @@ def test_hashtags_and_mentions_are_parsed_strictly() -> None:
     assert tags.mentions("hi @Alice, @bob. mail a@b.com @c.d_e") == ("alice", "bob", "c.d_e")
     assert tags.valid_tag_name("sunset") and not tags.valid_tag_name("123")
     assert not tags.valid_tag_name("no space") and not tags.valid_tag_name("x" * 101)
+    assert not tags.valid_tag_name("abc\n")  # "$" would match before a final newline
+    # "İ" lowers to "i" and a combining dot: the stored form must still be a tag name (the
+    # lookup normalizes the same way), and no longer than the tag written
+    assert tags.hashtags("trip #İstanbul") == ("istanbul",)
+    assert tags.normalize_tag("İSTANBUL") == "istanbul"
+    longest = tags.hashtags("#" + "İ" * 100)
+    assert longest == ("i" * 100,) and tags.valid_tag_name(longest[0])
 
 
 def test_short_codes_round_trip_and_refuse_junk() -> None:
