@@ -192,7 +192,8 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
     )
     def search(call: Call) -> Reply:
         after = call.params["cursor"] or ""
-        rows = accounts.search(ctx.router, call.params["q"], after, call.params["count"] + 1)
+        rows = accounts.search(ctx.router, call.params["q"], after, call.params["count"] + 1,
+                               call.user_id)
         page, pagination = paginate(call, rows, lambda row: row[0])
         return Reply([short_json(u) for _, u in page], pagination=pagination)
 

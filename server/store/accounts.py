@@ -129,9 +129,12 @@ def users_by_id(router: IShardRouter, ids: list[int]) -> dict[int, User]:
     return out
 
 
-def search(router: IShardRouter, prefix: str, after: str, limit: int) -> list[tuple[str, User]]:
+def search(router: IShardRouter, prefix: str, after: str, limit: int,
+           viewer: int) -> list[tuple[str, User]]:
     """Users whose username starts with ``prefix`` (case-insensitive), ordered by lower-case
-    username, after the cursor ``after``: one query per physical database over its shards."""
+    username, after the cursor ``after``, but not those who block ``viewer`` (to whom they
+    do not exist): one query per physical database over its shards (a user's blocks live
+    on the user's shard)."""
     pattern = like_prefix(normalize(prefix))
     found: list[tuple[str, User]] = []
     for db in router.databases():
@@ -139,13 +142,15 @@ def search(router: IShardRouter, prefix: str, after: str, limit: int) -> list[tu
             f"(SELECT n.username_lower, {_JOINED_COLUMNS} "
             f"FROM {schema_name(s)}.usernames n JOIN {schema_name(s)}.users u ON u.id = n.user_id "
             f"WHERE n.username_lower LIKE %s AND n.username_lower > %s "
+            f"AND NOT EXISTS (SELECT 1 FROM {schema_name(s)}.blocks b "
+            f"WHERE b.blocker = u.id AND b.blocked = %s) "
             f"ORDER BY n.username_lower LIMIT %s)"
             for s in router.shards_of(db)
         ]
         sql = " UNION ALL ".join(parts) + " ORDER BY 1 LIMIT %s"
         args: list[Any] = []
         for _ in parts:
-            args += [pattern, after, limit]
+            args += [pattern, after, viewer, limit]
         args.append(limit)
         rows = db.run_interaction("search_users", Txn.fetchall, sql, args)
         found += [(row[0], User(*row[1:])) for row in rows]

@@ -80,8 +80,9 @@ def test_private_account_requests_approve_and_ignore(api: Api) -> None:
 
 
 def test_block_removes_edges_both_ways_and_hides_the_blocker(api: Api) -> None:
-    """A blocks B: A's edge goes at once, B's through the blocks consumer; B cannot see or
-    follow A, A cannot follow B until unblocking; counts end at zero."""
+    """A blocks B: A's edge goes at once, B's through the blocks consumer; B cannot see,
+    find (user search) or follow A, A cannot follow B until unblocking; counts end at
+    zero."""
     a, ta = api.user()
     b, tb = api.user()
     api.relate(ta, b["id"], "follow")
@@ -91,6 +92,9 @@ def test_block_removes_edges_both_ways_and_hides_the_blocker(api: Api) -> None:
     assert rel == {"outgoing_status": "none", "incoming_status": "blocked_by_you",
                    "target_user_is_private": False}
     assert api.get(f"/v1/users/{a['id']}", tb).status_code == 404
+    assert api.get("/v1/users/search", tb, q=a["username"]).json()["data"] == []
+    assert [u["id"] for u in api.get("/v1/users/search", ta, q=b["username"]).json()["data"]
+            ] == [b["id"]]
     r = api.post(f"/v1/users/{a['id']}/relationship", tb, action="follow")
     assert r.status_code == 404
     r = api.post(f"/v1/users/{b['id']}/relationship", ta, action="follow")
@@ -101,6 +105,8 @@ def test_block_removes_edges_both_ways_and_hides_the_blocker(api: Api) -> None:
     assert ids(api, f"/v1/users/{b['id']}/follows", tb) == []
     assert api.relate(ta, b["id"], "unblock")["incoming_status"] == "none"
     assert api.get(f"/v1/users/{a['id']}", tb).status_code == 200
+    assert [u["id"] for u in api.get("/v1/users/search", tb, q=a["username"]).json()["data"]
+            ] == [a["id"]]
     assert api.relate(tb, a["id"], "follow")["outgoing_status"] == "follows"
 
 
