@@ -251,6 +251,10 @@ class MediaConfig:
         "decompression bombs"
     )
     video_max_seconds: int = _setting(60, "longest video, in seconds")
+    video_max_pixels: int = _setting(
+        3840 * 2160, "largest video frame in pixels (width x height; 4K by default): each "
+        "rendition decodes every frame"
+    )
     gc_grace: int = _setting(
         3600, "seconds a blob no medium references is kept before 'shutterlog blobs gc' "
         "removes it (covers uploads between storing the blob and appending the event)"
@@ -509,7 +513,8 @@ def _shard_count(v: int) -> None:
     "oauth.code_ttl", "oauth.session_ttl", "accounts.argon2_time_cost",
     "accounts.argon2_parallelism", "push.timeout", "push.concurrency", "push.user_rate_per_minute",
     "push.dedupe_ttl", "media.photo_max_bytes",
-    "media.video_max_bytes", "media.max_pixels", "media.video_max_seconds", "feeds.size",
+    "media.video_max_bytes", "media.max_pixels", "media.video_max_seconds",
+    "media.video_max_pixels", "feeds.size",
     "feeds.user_media_size", "feeds.activity_size", "feeds.chunk_size", "feeds.rebuild_lease_ms",
     "realtime.history_size", "realtime.history_ttl", "realtime.max_buffer_bytes",
     "realtime.max_channels", "webhooks.attempts", "webhooks.max_updates",

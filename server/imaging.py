@@ -31,7 +31,9 @@ from server.domain.renditions import (
     square_side,
 )
 
-_PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+#: What Pillow may call each kind: a JPEG with a second picture in an MPF segment (phones'
+#: HDR gain maps and depth maps) opens as MPO; its first picture is the photo.
+_PIL_FORMATS = {"jpeg": ("JPEG", "MPO"), "png": ("PNG",), "webp": ("WEBP",)}
 #: Seconds a probe or a rendition may take before it is abandoned.
 PROBE_TIMEOUT = 30
 RENDER_TIMEOUT = 300
@@ -80,7 +82,7 @@ def probe_image(path: Path, kind: str, max_pixels: int) -> Probe:
     refused without being expanded), then decode it whole (a truncated file fails)."""
     try:
         with Image.open(path) as img:
-            if img.format != _PIL_FORMATS[kind]:
+            if img.format not in _PIL_FORMATS[kind]:
                 raise MediaError(f"the file starts like {kind} but reads as {img.format}",
                                  "APIInvalidMediaError", 415)
             width, height = img.size
@@ -128,10 +130,32 @@ def probe_video(path: Path, cfg: MediaConfig) -> Probe:
         duration = 0.0
     if width < 1 or height < 1 or duration <= 0:
         raise MediaError("the MP4 has no playable video", "APIInvalidMediaError", 415)
+    if width * height > cfg.video_max_pixels:
+        raise MediaError(
+            f"the video's frames have {width * height:,} pixels ({width}x{height}); at most "
+            f"{cfg.video_max_pixels:,} are accepted", "APIMediaTooLargeError", 413)
     if duration > cfg.video_max_seconds:
         raise MediaError(f"the video lasts {duration:.1f} s; at most {cfg.video_max_seconds} s "
                          "are accepted", "APIMediaTooLargeError", 413)
+    _check_packets(path, cfg)
     return Probe("video", "mp4", width, height, round(duration * 1000))
+
+
+def _check_packets(path: Path, cfg: MediaConfig) -> None:
+    """Read every packet of the video stream without decoding it (``-c copy`` into the null
+    muxer): a file cut short fails here, where ffprobe, reading only the container's index,
+    would pass it and every rendition would then fail."""
+    try:
+        out = subprocess.run(
+            [cfg.ffmpeg, "-v", "error", "-nostdin", "-xerror", "-i", str(path), "-map", "0:v:0",
+             "-c", "copy", "-f", "null", "-"],
+            capture_output=True, timeout=PROBE_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise MediaError(f"the video could not be checked ({e})", "APIInvalidMediaError",
+                         415) from None
+    if out.returncode != 0:
+        raise MediaError("the MP4 is truncated or corrupt (its video packets do not read)",
+                         "APIInvalidMediaError", 415)
 
 
 def render_image(source: Path | bytes) -> dict[str, bytes]:
@@ -146,8 +170,9 @@ def render_image(source: Path | bytes) -> dict[str, bytes]:
     for name, target in IMAGE_SIZES.items():
         side = square_side(*square.size, target)
         buffer = io.BytesIO()
-        square.resize((side, side), Image.Resampling.LANCZOS).save(
-            buffer, "JPEG", quality=85, optimize=True)
+        scaled = square.resize((side, side), Image.Resampling.LANCZOS)
+        scaled.info.clear()  # the JPEG writer would copy a comment (COM, PNG text) from it
+        scaled.save(buffer, "JPEG", quality=85, optimize=True)
         out[name] = buffer.getvalue()
     return out
 

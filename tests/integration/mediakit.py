@@ -41,14 +41,17 @@ def picture(width: int = 800, height: int = 600, fmt: str = "JPEG",
     return buffer.getvalue()
 
 
-def video(width: int = 96, height: int = 64, seconds: float = 0.4) -> bytes:
-    """A tiny MP4 (H.264) made by ffmpeg's test source."""
+def video(width: int = 96, height: int = 64, seconds: float = 0.4,
+          faststart: bool = False) -> bytes:
+    """A tiny MP4 (H.264) made by ffmpeg's test source (``faststart``: its index first, so
+    that a file cut short keeps it)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "v.mp4"
         subprocess.run(
             ["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i",
              f"testsrc=size={width}x{height}:rate=10:duration={seconds}", "-c:v", "libx264",
-             "-pix_fmt", "yuv420p", "-preset", "ultrafast", str(out)], check=True)
+             "-pix_fmt", "yuv420p", "-preset", "ultrafast",
+             *(["-movflags", "+faststart"] if faststart else []), str(out)], check=True)
         return out.read_bytes()
 
 
