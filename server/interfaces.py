@@ -255,12 +255,18 @@ class IBlobStore(Interface):
         """The local file of blob ``name`` to serve or read, or None if ``name`` is not a
         blob name (anything else: a traversal attempt) or no such blob exists."""
 
-    def delete(name: str) -> bool:
-        """Remove a blob (garbage collection); returns whether it existed."""
+    def delete(name: str, older_than_s: float) -> bool:
+        """Remove a blob (garbage collection) unless it was written or re-stored less than
+        ``older_than_s`` seconds ago, as an upload re-using its bytes may have done since
+        the blob was listed; a re-store racing the removal either keeps the blob or stores
+        it again. Returns whether it was removed."""
 
     def listing(older_than_s: float) -> Iterator[str]:
         """Names of blobs last written or re-stored more than ``older_than_s`` seconds ago
-        (candidates for garbage collection), and leftover temporary files are removed."""
+        (candidates for garbage collection)."""
+
+    def remove_leftovers() -> int:
+        """Remove the temporary files of writes that crashed; returns how many."""
 
 
 class BlobWriter(Interface):

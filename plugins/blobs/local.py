@@ -99,9 +99,13 @@ class LocalBlobStore:
         """Move a complete, synced temporary file to the address of ``name``."""
         target = self._address(name)
         if target.exists():
-            file.unlink(missing_ok=True)
-            os.utime(target)  # re-stored now: garbage collection spares it
-            return
+            try:
+                os.utime(target)  # re-stored now: garbage collection spares it
+            except FileNotFoundError:
+                pass  # collected meanwhile: this copy takes its place
+            else:
+                file.unlink(missing_ok=True)
+                return
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(file, target)
         _fsync_dir(target.parent)
@@ -112,23 +116,38 @@ class LocalBlobStore:
         target = self._address(name)
         return target if target.is_file() else None
 
-    def delete(self, name: str) -> bool:
+    def delete(self, name: str, older_than_s: float) -> bool:
+        """The blob is first moved aside (atomically), then its time is read: a re-store
+        before the move shows in that time and the blob goes back; one after it finds no
+        blob and stores its own copy (``place``)."""
         if not NAME.match(name):
             return False
+        target = self._address(name)
+        aside = self.tmp / f"{uuid.uuid4().hex}.gc"
         try:
-            self._address(name).unlink()
-            return True
+            os.rename(target, aside)
         except FileNotFoundError:
             return False
+        if time.time() - aside.stat().st_mtime > older_than_s:
+            aside.unlink()
+            return True
+        os.replace(aside, target)  # re-stored since it was listed: the same bytes go back
+        return False
 
-    def listing(self, older_than_s: float) -> Iterator[str]:
+    def remove_leftovers(self) -> int:
         now = time.time()
-        for leftover in self.tmp.glob("*.part"):
+        removed = 0
+        for leftover in [*self.tmp.glob("*.part"), *self.tmp.glob("*.gc")]:
             try:
                 if now - leftover.stat().st_mtime > TMP_MAX_AGE_S:
                     leftover.unlink()
+                    removed += 1
             except FileNotFoundError:
                 pass
+        return removed
+
+    def listing(self, older_than_s: float) -> Iterator[str]:
+        now = time.time()
         for first in sorted(p for p in self.root.iterdir() if len(p.name) == 2):
             for second in sorted(first.iterdir()):
                 for blob in sorted(second.iterdir()):

@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from zope.interface.verify import verifyObject
 
 from plugins.blobs.local import LocalBlobStore
@@ -54,19 +56,60 @@ def test_names_that_are_not_blob_names_find_nothing(tmp_path: Path) -> None:
     (tmp_path / "secret.txt").write_text("x")
     for bad in ("../secret.txt", "secret.txt", "0" * 64 + ".exe", "0" * 63 + ".jpg",
                 "/etc/passwd", "A" * 64 + ".jpg"):
-        assert store.path(bad) is None and not store.delete(bad)
+        assert store.path(bad) is None and not store.delete(bad, 0)
 
 
-def test_listing_spares_recent_blobs_and_clears_leftovers(tmp_path: Path) -> None:
-    """GC candidates are blobs older than the grace; stale temporary files are removed."""
+def _age(path: Path | None) -> None:
+    assert path is not None
+    old = time.time() - 7200
+    os.utime(path, (old, old))
+
+
+def test_listing_spares_recent_blobs_and_leftovers_go_apart(tmp_path: Path) -> None:
+    """GC candidates are blobs older than the grace; listing removes nothing, and
+    ``remove_leftovers`` removes stale temporary files only."""
     store = LocalBlobStore(tmp_path)
     old_name, new_name = store.put(b"old", "jpg"), store.put(b"new", "mp4")
-    old = time.time() - 7200
-    old_path = store.path(old_name)
-    assert old_path is not None
-    os.utime(old_path, (old, old))
-    leftover = tmp_path / "tmp" / "crashed.part"
+    _age(store.path(old_name))
+    leftover, recent = tmp_path / "tmp" / "crashed.part", tmp_path / "tmp" / "writing.part"
     leftover.write_bytes(b"x")
-    os.utime(leftover, (old, old))
+    recent.write_bytes(b"y")
+    _age(leftover)
     assert list(store.listing(3600)) == [old_name]
-    assert not leftover.exists() and new_name not in list(store.listing(3600))
+    assert leftover.exists() and new_name not in list(store.listing(3600))
+    assert store.remove_leftovers() == 1
+    assert not leftover.exists() and recent.exists()
+
+
+def test_delete_spares_a_blob_re_stored_since_it_was_listed(tmp_path: Path) -> None:
+    """The same bytes stored again after the listing refresh the blob's time: ``delete``
+    reads it again and keeps the blob; an old one goes."""
+    store = LocalBlobStore(tmp_path)
+    name = store.put(b"picture", "jpg")
+    _age(store.path(name))
+    assert list(store.listing(3600)) == [name]
+    store.put(b"picture", "jpg")  # an upload re-using the bytes
+    assert not store.delete(name, 3600) and store.path(name) is not None
+    _age(store.path(name))
+    assert store.delete(name, 3600) and store.path(name) is None
+    assert not store.delete(name, 3600)
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_a_re_store_racing_the_removal_stores_its_copy(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upload finds the blob, then garbage collection removes it before the upload
+    refreshes its time: the upload's own copy takes its place."""
+    store = LocalBlobStore(tmp_path)
+    name = store.put(b"picture", "jpg")
+    _age(store.path(name))
+    real_utime = os.utime
+
+    def collected_first(path: Path, *args: object) -> None:
+        assert store.delete(name, 3600)  # GC, between the upload's look and its refresh
+        real_utime(path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("plugins.blobs.local.os.utime", collected_first)
+    assert store.put(b"picture", "jpg") == name
+    found = store.path(name)
+    assert found is not None and found.read_bytes() == b"picture"
