@@ -7,6 +7,7 @@ logged with credentials masked (``redact_uri``).
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 
@@ -48,3 +49,19 @@ def observer() -> ILogObserver:
 def redact_uri(uri: bytes) -> str:
     """A request URI fit for a log: credential-bearing query parameters masked."""
     return _SECRET_PARAMS.sub(rb"\1***", uri).decode("ascii", "replace")
+
+
+#: The HTTP libraries' loggers (stdlib ``logging``) and the least level each may log at:
+#: hpack logs header blocks at DEBUG (bearer tokens among them), httpcore its exchanges at
+#: DEBUG, httpx every request's URL at INFO, query and all (a webhook's callback or an API's
+#: URL can carry credentials there). None of it belongs in a log.
+_NOISY = {"hpack": logging.INFO, "h2": logging.INFO, "httpcore": logging.INFO,
+          "httpx": logging.WARNING}
+
+
+def quiet_http_logs() -> None:
+    """Raise the level of the HTTP libraries' loggers so no credential reaches a log."""
+    for name, level in _NOISY.items():
+        logger = logging.getLogger(name)
+        if logger.level < level:
+            logger.setLevel(level)

@@ -224,12 +224,16 @@ def configured_client(config: Config, headers: Mapping[str, str] | None = None
 
 
 def check_url(url: str, policy: OutboundPolicy, resolve: Resolver | None = None) -> None:
-    """Check a URL now, as a link endpoint does before storing it: its form, then the
-    addresses its host resolves to. UnsafeURL says what is wrong. (Requests through
-    ``safe_client`` check again at connect time; this only gives the user an early answer.)
+    """Check a URL now, as a link endpoint does before storing it: its form (one httpx can
+    send, too), then the addresses its host resolves to. UnsafeURL says what is wrong.
+    (Requests through ``safe_client`` check again at connect time; this only gives the user
+    an early answer.)
     """
     host = policy.check_url(url)
-    port = httpx.URL(url).port or (443 if url.lower().startswith("https") else 80)
+    try:  # what urlsplit lets through, such as a control character, httpx may not
+        port = httpx.URL(url).port or (443 if url.lower().startswith("https") else 80)
+    except httpx.InvalidURL as e:
+        raise UnsafeURL(f"not a valid URL: {e}") from None
     try:
         checked_addresses(policy, host, port, resolve)
     except httpcore.ConnectError:

@@ -8,6 +8,7 @@ import sys
 import time
 
 from server.config import Config
+from server.logs import quiet_http_logs
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,7 +33,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(cfg: Config, role: str) -> None:
-    """Send every log record of this process to stdout in the configured format."""
+    """Send every log record of this process to stdout in the configured format (never the
+    HTTP libraries' requests: ``quiet_http_logs``)."""
     handler = logging.StreamHandler(sys.stdout)
     if cfg.log.format == "json":
         handler.setFormatter(JsonFormatter(role))
@@ -43,3 +45,4 @@ def setup(cfg: Config, role: str) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(cfg.log.level.upper())
+    quiet_http_logs()

@@ -48,7 +48,8 @@ import hpack
 import httpx
 from hpack.struct import HeaderWeaklyTyped
 
-from plugins.push.http import Answer, quiet_http_logs, ssl_context
+from plugins.push.http import Answer, ssl_context
+from server.logs import quiet_http_logs
 
 log = logging.getLogger(__name__)
 

@@ -18,25 +18,13 @@ lost connection is opened again by the next request.
 
 from __future__ import annotations
 
-import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 
-#: hpack logs header blocks at DEBUG (the bearer token among them), httpx logs every
-#: request at INFO: neither belongs in a worker's log.
-_NOISY = {"hpack": logging.INFO, "h2": logging.INFO, "httpcore": logging.INFO,
-          "httpx": logging.WARNING}
-
-
-def quiet_http_logs() -> None:
-    """Raise the level of the HTTP libraries' loggers so no credential reaches a log."""
-    for name, level in _NOISY.items():
-        logger = logging.getLogger(name)
-        if logger.level < level:
-            logger.setLevel(level)
+from server.logs import quiet_http_logs
 
 
 def ssl_context(ca_file: str = "") -> ssl.SSLContext:

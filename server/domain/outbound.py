@@ -5,9 +5,11 @@ callbacks) must never reach our own network. A URL is refused unless its scheme 
 https, it names a host and carries no user-info; an address is refused when it is loopback,
 private (RFC 1918, IPv6 unique local), link-local (169.254/16, fe80::/10, which holds the cloud
 metadata services 169.254.169.254 and fd00:ec2::254), CGNAT (100.64/10), multicast,
-unspecified, reserved or documentation space, or otherwise not globally routable; IPv6 forms
-that embed an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible, NAT64
-``64:ff9b::/96``, 6to4 ``2002::/16``, Teredo) are judged by the address they carry too.
+unspecified, reserved or documentation space, or otherwise not globally routable (the ranges
+are listed here, since Python 3.11's ``is_global`` takes some, such as the local-use NAT64
+prefix ``64:ff9b:1::/48``, for public); IPv6 forms that embed an IPv4 address (IPv4-mapped
+``::ffff:a.b.c.d``, IPv4-compatible, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``, Teredo) are
+judged by the address they carry too.
 
 An operator allow-list (``outbound.allow_hosts``) exempts host names (``hooks.internal``,
 ``*.corp.example``) from the address rules, and addresses or networks (``127.0.0.1``,
@@ -46,8 +48,11 @@ _REFUSED: list[tuple[str, Network]] = [
         ("reserved", "240.0.0.0/4"),
         ("unspecified", "::/128"),
         ("loopback", "::1/128"),
+        ("local-use NAT64", "64:ff9b:1::/48"),  # RFC 8215: any embedding, never global
         ("discard", "100::/64"),
         ("documentation", "2001:db8::/32"),
+        ("documentation", "3fff::/20"),
+        ("segment routing", "5f00::/16"),
         ("unique local", "fc00::/7"),
         ("link-local", "fe80::/10"),
         ("site-local", "fec0::/10"),

@@ -284,11 +284,17 @@ def verdict(status: int) -> str:
     return REFUSED
 
 
-def challenge_failure(status: int, answer: bytes, challenge: str) -> str | None:
+def challenge_failure(status: int, answer: bytes, challenge: str, content_encoding: str = ""
+                      ) -> str | None:
     """Why a verification answer does not pass (None: it does): the callback must answer 2xx
-    with the ``hub.challenge`` it was sent as its body (surrounding whitespace ignored)."""
+    with the ``hub.challenge`` it was sent as its body (surrounding whitespace ignored), not
+    encoded (``content_encoding``, the answer's header: a compressed body is never inflated,
+    since a few bytes of it can stand for gigabytes; the request asks for ``identity``)."""
     if not 200 <= status < 300:
         return f"the callback answered HTTP {status} to the verification request"
+    if any(c.strip() not in ("", "identity") for c in content_encoding.lower().split(",")):
+        return "the callback answered with an encoded body (Content-Encoding) instead of " \
+               "echoing hub.challenge as it is"
     text = answer[:MAX_CHALLENGE_ANSWER].decode("utf-8", "replace").strip()
     if not hmac.compare_digest(text.encode(), challenge.encode()):
         shown = text if len(text) <= 64 else text[:64] + "..."

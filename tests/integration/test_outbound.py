@@ -7,7 +7,9 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+import tracemalloc
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from server import callbacks
 from server.domain.outbound import OutboundPolicy, UnsafeURL
-from server.domain.subscriptions import RETRY
+from server.domain.subscriptions import DELIVERED, RETRY
 from server.outbound import check_url, deadline, safe_client
 from tests.fakes.http import FakeHTTPServer, Reply
 from tests.fakes.trickle import Trickle, drip
@@ -188,3 +190,33 @@ def test_a_deadline_cuts_off_headers_dripping_within_each_read_timeout() -> None
         assert callbacks.deliver(client, slow.url, b"[]", "sha1=0") == (
             RETRY, "the callback did not answer in time")
         assert time.monotonic() - started < 3.0  # the head alone would take 7 s
+
+
+def gzipped(pieces: Iterable[bytes]) -> bytes:
+    """``pieces`` in the gzip format, compressed as far as zlib goes."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip header and trailer
+    return b"".join(map(c.compress, pieces)) + c.flush()
+
+
+def test_a_compressed_answer_is_never_inflated(server: FakeHTTPServer) -> None:
+    """A callback answering with a body gzipped twice (``Content-Encoding: gzip, gzip``, a
+    few hundred bytes standing for 64 MiB of zeros) despite ``Accept-Encoding: identity``
+    fails verification without its body being inflated, and a delivery to it (whose answer
+    is never read) goes through: both together allocate a few MiB at most."""
+    bomb = gzipped([gzipped(bytes(1 << 20) for _ in range(64))])
+    answer = Reply(200, body=bomb, headers={"Content-Encoding": "gzip, gzip"})
+    for method in ("GET", "POST"):
+        server.route(method, "/hook", lambda r: answer)
+    tracemalloc.start()
+    try:
+        with safe_client(ALLOW_LOOPBACK) as client:
+            why = callbacks.verify(client, f"{server.url}/hook", "t", "challenge")
+            delivered = callbacks.deliver(client, f"{server.url}/hook", b"[]", "sha1=0")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak >> 20} MiB allocated for a {len(bomb)} B answer"
+    assert why == ("the callback answered with an encoded body (Content-Encoding) instead of "
+                   "echoing hub.challenge as it is")
+    assert delivered == (DELIVERED, "the callback answered HTTP 200")
+    assert [r.header("Accept-Encoding") for r in server.requests] == ["identity"] * 2

@@ -162,10 +162,10 @@ def test_a_redirect_body_is_never_read(api: Api, app: tuple[str, str], hub: Fake
 
 def test_bad_requests_get_precise_errors_and_change_nothing(
         api: Api, app: tuple[str, str], hub: FakeHub) -> None:
-    """Unknown objects, missing or malformed fields, bad coordinates, unknown locations and
-    users, ids beyond a bigint, and wrong credentials are refused with named 4xx errors
-    before any callback is asked; an app that must sign its requests is refused without a
-    valid sig and served with one."""
+    """Unknown objects, missing or malformed fields (a callback URL with a control character
+    among them), bad coordinates, unknown locations and users, ids beyond a bigint, and
+    wrong credentials are refused with named 4xx errors before any callback is asked; an
+    app that must sign its requests is refused without a valid sig and served with one."""
     cases: list[tuple[dict[str, str], int, str, str]] = [
         ({"object": "comment", "object_id": "x"}, 400, "APIInvalidParametersError",
          "object must be one of: user, tag, location, geography"),
@@ -193,6 +193,8 @@ def test_bad_requests_get_precise_errors_and_change_nothing(
          "APIInvalidParametersError", "callback_url: "),
         ({"object": "tag", "object_id": "x", "callback_url": ""}, 400,
          "APIInvalidParametersError", "callback_url: "),
+        ({"object": "tag", "object_id": "x", "callback_url": hub.hook_url + "\x01"}, 400,
+         "APIInvalidParametersError", "callback_url: not a valid URL: Invalid non-printable"),
         ({"object": "tag", "object_id": "x", "client_secret": "nope"}, 400,
          "OAuthClientException", "Invalid client_secret"),
         ({"object": "tag", "object_id": "x", "client_id": "nope"}, 400,

@@ -178,8 +178,12 @@ def test_verdicts(status: int, expected: str) -> None:
 
 
 def test_challenge_answers() -> None:
-    """Only a 2xx echoing the challenge passes (whitespace around it ignored)."""
+    """Only a 2xx echoing the challenge unencoded passes (whitespace around it ignored)."""
     assert challenge_failure(200, b"abc\n", "abc") is None
+    assert challenge_failure(200, b"abc", "abc", "Identity") is None
+    assert challenge_failure(200, b"abc", "abc", "identity, gzip") == (
+        "the callback answered with an encoded body (Content-Encoding) instead of echoing "
+        "hub.challenge as it is")
     assert challenge_failure(200, b"abd", "abc") == (
         "the callback answered 'abd' instead of echoing hub.challenge")
     assert challenge_failure(201, b"", "abc") is not None
