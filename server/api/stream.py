@@ -6,7 +6,15 @@ Protocol (README, "Real-time"): the client authenticates with ``?access_token=``
 cursor it saw on that channel. The server answers ``ready``, ``subscribed`` (with the
 channel's newest cursor), ``event`` frames, ``reset`` (the cursor is too old: refetch over
 REST), ``unsubscribed`` and ``error`` frames. A subscription replays the history after
-``after``, then goes live, with no gap and no duplicate (``server.realtime.Gate``).
+``after``, then goes live, with no gap and no duplicate (``server.realtime.Gate``). Frames
+sent before ``ready`` (while the token is checked) are kept, up to ``MAX_FRAME`` bytes, and
+handled after it in order.
+
+A subscription that only following a private account allows also listens to that account's
+``user:`` source (its **guard**): the ``FollowerRemoved`` that ends the follow ends the
+subscription (an ``unsubscribed`` frame with ``error: not_allowed``), before any later event
+of the account. The access is checked again once the guard listens (a follow ending during
+the first check) and after each pub/sub reconnect (one ending while Redis was away).
 
 A connection whose transport holds more than ``realtime.max_buffer_bytes`` the client has
 not read (counted from the transport's pause signal: its IPushProducer) is closed with 4008,
@@ -42,6 +50,8 @@ from server.store.tokens import TokenInfo
 
 log = Logger()
 PATH = b"/v1/stream"
+#: Largest client frame, and most bytes of frames a client may send before ``ready``.
+MAX_FRAME = 65536
 
 CONNECTIONS = Gauge("shutterlog_stream_connections", "Open real-time WebSockets")
 FRAMES = Counter("shutterlog_stream_frames_total", "Event frames sent to WebSocket clients")
@@ -52,6 +62,12 @@ CUT = Counter("shutterlog_stream_slow_closed_total", "WebSockets closed for not 
 class Subscription:
     channel: Channel
     gate: Gate = field(default_factory=Gate)
+    owner: int | None = None  # the private account whose follow allows it (its guard)
+
+    @property
+    def guard(self) -> str | None:
+        """The source whose ``FollowerRemoved`` ends this subscription."""
+        return rt.follow_source(self.owner) if self.owner is not None else None
 
 
 @implementer(IPushProducer)
@@ -94,6 +110,8 @@ class StreamProtocol(WebSocketServerProtocol):
         self._auth_timer: Any = None
         self._auth_error: str | None = None
         self._opened = False
+        self._early: list[dict[str, Any]] = []  # frames received before ready
+        self._early_bytes = 0
 
     # --- connection ----------------------------------------------------------------------
 
@@ -177,6 +195,9 @@ class StreamProtocol(WebSocketServerProtocol):
             self._auth_timer.cancel()
         self.user, self.scopes = info.user_id, info.scopes
         self._push(rt.control("ready", user_id=str(self.user)))
+        early, self._early = self._early, []
+        for frame in early:
+            self._handle(frame)
 
     def _refused(self, failure: Failure) -> None:
         error = failure.value
@@ -196,15 +217,29 @@ class StreamProtocol(WebSocketServerProtocol):
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             self._close(rt.CLOSE_PROTOCOL, "frames are JSON objects with a type")
             return
-        kind = frame["type"]
         if self.user is None:
-            if kind == "auth" and isinstance(frame.get("access_token"), str) \
-                    and self._token is None:
-                self._token = frame["access_token"]
-                self._authenticate(self._token)
-            elif self._token is None:
-                self._close(rt.CLOSE_BAD_TOKEN, "authenticate first (an auth frame)")
+            self._before_ready(frame, len(payload))
+        else:
+            self._handle(frame)
+
+    def _before_ready(self, frame: dict[str, Any], size: int) -> None:
+        """An auth frame, or a frame to handle once the token being checked is accepted."""
+        if frame["type"] == "auth" and isinstance(frame.get("access_token"), str) \
+                and self._token is None:
+            self._token = frame["access_token"]
+            self._authenticate(self._token)
+        elif self._token is None:
+            self._close(rt.CLOSE_BAD_TOKEN, "authenticate first (an auth frame)")
+        elif self._early_bytes + size > MAX_FRAME:
+            self._close(rt.CLOSE_PROTOCOL, "too many frames before ready")
+        else:
+            self._early.append(frame)
+            self._early_bytes += size
+
+    def _handle(self, frame: dict[str, Any]) -> None:
+        if self.closing:
             return
+        kind = frame["type"]
         if kind == "subscribe":
             self._subscribe(frame)
         elif kind == "unsubscribe":
@@ -232,32 +267,51 @@ class StreamProtocol(WebSocketServerProtocol):
         if len(self.subs) >= self.factory.ctx.config.realtime.max_channels:
             self._error("too_many_channels", "unsubscribe from a channel first", name)
             return
-        ctx = self.factory.ctx
         sub = Subscription(channel)
         sub.gate.hold()
         self.subs[channel.name] = sub
+        self._check(sub, after, first=True)
 
-        def check() -> tuple[str | None, frozenset[int]]:
-            assert self.user is not None
-            if channel.kind == "feed":
-                self.factory.hub.store.mark_live([self.user],
-                                                 int(ctx.reactor.seconds() * 1000))
-            return (streamauth.refusal(ctx, self.user, self.scopes, channel),
-                    streamauth.blocked(ctx, self.user))
-
-        d = ctx.blocking(check)
-        d.addCallback(self._authorized, sub, after)
-        d.addErrback(self._failed, sub)
-
-    def _authorized(self, verdict: tuple[str | None, frozenset[int]], sub: Subscription,
-                    after: str | None) -> Any:
-        refusal, self.blocked = verdict
+    def _check(self, sub: Subscription, after: str | None, first: bool) -> Any:
+        """Check the user's access to the subscription, then replay it (``first``: a new
+        subscription, attached to its source first)."""
         if self.subs.get(sub.channel.name) is not sub:
             return None
-        if refusal is not None:
-            del self.subs[sub.channel.name]
-            self._error("not_allowed", refusal, sub.channel.name)
+        ctx = self.factory.ctx
+        user, scopes, channel = self.user, self.scopes, sub.channel
+        assert user is not None
+
+        def check() -> tuple[streamauth.Access, frozenset[int]]:
+            if channel.kind == "feed":
+                self.factory.hub.store.mark_live([user], int(ctx.reactor.seconds() * 1000))
+            return (streamauth.access(ctx, user, scopes, channel),
+                    streamauth.blocked(ctx, user))
+
+        d = ctx.blocking(check)
+        d.addCallback(self._authorized, sub, after, first)
+        d.addErrback(self._failed, sub)
+        return d
+
+    def _authorized(self, verdict: tuple[streamauth.Access, frozenset[int]],
+                    sub: Subscription, after: str | None, first: bool) -> Any:
+        access, self.blocked = verdict
+        if self.subs.get(sub.channel.name) is not sub:
             return None
+        if access.refusal is not None:
+            if first:
+                self._drop(sub)
+                self._error("not_allowed", access.refusal, sub.channel.name)
+            else:
+                self._revoke(sub, access.refusal)
+            return None
+        if access.owner is not None and sub.owner is None:
+            # Listen for the end of the follow, then check again: a follow that ends from
+            # now on is heard, one that ended during the first check is seen.
+            sub.owner = access.owner
+            d = self.factory.hub.attach(rt.follow_source(access.owner), self)
+            return d.addCallback(lambda _: self._check(sub, after, first))
+        if not first:
+            return self._replay(sub, after, first)
         source = sub.channel.source
         self.by_source.setdefault(source, {})[sub.channel.name] = sub
         d = self.factory.hub.attach(source, self)
@@ -296,12 +350,19 @@ class StreamProtocol(WebSocketServerProtocol):
             self._error("unavailable", "try again", sub.channel.name)
 
     def _unsubscribe(self, frame: dict[str, Any]) -> None:
-        sub = self.subs.get(frame.get("channel"))  # type: ignore[arg-type]
+        name = frame.get("channel")
+        sub = self.subs.get(name) if isinstance(name, str) else None
         if sub is None:
-            self._error("not_subscribed", "not subscribed", frame.get("channel"))
+            self._error("not_subscribed", "not subscribed", name)
             return
         self._drop(sub)
         self._push(rt.control("unsubscribed", channel=sub.channel.name))
+
+    def _revoke(self, sub: Subscription, reason: str) -> None:
+        """End a subscription the user may no longer have."""
+        self._drop(sub)
+        self._push(rt.control("unsubscribed", channel=sub.channel.name, error="not_allowed",
+                              message=reason))
 
     def _drop(self, sub: Subscription) -> None:
         del self.subs[sub.channel.name]
@@ -310,11 +371,20 @@ class StreamProtocol(WebSocketServerProtocol):
         mine.pop(sub.channel.name, None)
         if not mine:
             self.by_source.pop(source, None)
-            self.factory.hub.detach(source, self)
+        for s in (source, sub.guard):
+            if s is not None and not self._listens(s):
+                self.factory.hub.detach(s, self)
+
+    def _listens(self, source: str) -> bool:
+        """Whether a subscription still needs ``source``: its channel's, or its guard."""
+        return source in self.by_source or any(s.guard == source for s in self.subs.values())
 
     # --- from the hub --------------------------------------------------------------------
 
     def deliver(self, source: str, message: Message) -> None:
+        if self.user is not None and message.ends_follow(self.user):
+            for sub in [s for s in self.subs.values() if s.guard == source]:
+                self._revoke(sub, "you no longer follow this private account")
         for sub in list(self.by_source.get(source, {}).values()):
             for m in sub.gate.offer(message):
                 self._event(sub, m)
@@ -322,7 +392,11 @@ class StreamProtocol(WebSocketServerProtocol):
     def resync(self, source: str) -> None:
         for sub in list(self.by_source.get(source, {}).values()):
             sub.gate.hold()
-            self._replay(sub, "{}-{}".format(*sub.gate.last), first=False)
+            after = "{}-{}".format(*sub.gate.last)
+            if sub.owner is None:
+                self._replay(sub, after, first=False)
+            else:  # the follow may have ended while Redis was away
+                self._check(sub, after, first=False)
 
     def _event(self, sub: Subscription, m: Message) -> None:
         if sub.channel.accepts(m) and not (m.users & self.blocked):
@@ -341,7 +415,7 @@ class StreamFactory(WebSocketServerFactory):
         self.setProtocolOptions(
             autoPingInterval=r.ping_interval, autoPingTimeout=r.ping_timeout,
             perMessageCompressionAccept=_accept_deflate, closeHandshakeTimeout=1,
-            maxMessagePayloadSize=65536, maxFramePayloadSize=65536,
+            maxMessagePayloadSize=MAX_FRAME, maxFramePayloadSize=MAX_FRAME,
         )
 
 

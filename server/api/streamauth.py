@@ -5,10 +5,13 @@ A viewer's own ``feed`` and ``activity`` need only a token. Anyone else's need t
 (``server.domain.media.may_see``: ready, not hidden by a block, a private account's only to
 approved followers); ``user:{id}`` a user who does not block the viewer and, if private,
 whom the viewer follows. Tag, location and geo channels carry public accounts' media only.
-These run in the threadpool (PostgreSQL reads).
+A subscription a private account's follow allows names that account (``Access.owner``):
+the stream ends it when the follow ends. These run in the threadpool (PostgreSQL reads).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from server.context import ServiceContext
 from server.db import Txn
@@ -23,25 +26,36 @@ from server.store.media import hydrate
 SCOPE = "public_content"
 
 
-def refusal(ctx: ServiceContext, viewer: int, scopes: frozenset[str], channel: Channel
-            ) -> str | None:
-    """Why ``viewer`` may not subscribe to ``channel`` (None: it may)."""
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Whether a viewer may subscribe to a channel: why not (``refusal``), or, when only
+    following a private account allows it, that account (``owner``)."""
+
+    refusal: str | None = None
+    owner: int | None = None
+
+
+def access(ctx: ServiceContext, viewer: int, scopes: frozenset[str], channel: Channel
+           ) -> Access:
+    """Whether ``viewer`` may subscribe to ``channel``."""
     if channel.kind in ("feed", "activity"):
-        return None
+        return Access()
     if SCOPE not in scopes:
-        return f"the {channel.kind} channels need the {SCOPE} scope"
+        return Access(f"the {channel.kind} channels need the {SCOPE} scope")
     target = channel.target
     if channel.kind in ("media", "user") and (
             target is None or mapped_shard(ctx.router, target) is None):
-        return f"no such {channel.kind}"
+        return Access(f"no such {channel.kind}")
     if channel.kind == "media":
         assert target is not None
         m = hydrate(ctx.router, [target], viewer).get(target)
         if m is None:
-            return "no such media"
+            return Access("no such media")
         follows = m.owner_private and _follows(ctx, viewer, m.owner_id)
         seen = rules.Viewer(viewer, m.owner_id, m.owner_private, follows, m.viewer_blocked)
-        return None if rules.may_see(seen, m.state) else "you may not see this media"
+        if not rules.may_see(seen, m.state):
+            return Access("you may not see this media")
+        return _allowed(viewer, m.owner_id if m.owner_private else None)
     if channel.kind == "user" and target != viewer:
         assert target is not None
 
@@ -50,10 +64,15 @@ def refusal(ctx: ServiceContext, viewer: int, scopes: frozenset[str], channel: C
 
         user, block = ctx.router.database(shard_of(target)).run_interaction("stream_user", read)
         if user is None or block is not None:
-            return "no such user"
+            return Access("no such user")
         if user.is_private and not _follows(ctx, viewer, target):
-            return "this account is private"
-    return None
+            return Access("this account is private")
+        return _allowed(viewer, target if user.is_private else None)
+    return Access()
+
+
+def _allowed(viewer: int, private_owner: int | None) -> Access:
+    return Access(owner=private_owner if private_owner != viewer else None)
 
 
 def _follows(ctx: ServiceContext, viewer: int, owner: int) -> bool:

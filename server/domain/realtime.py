@@ -43,9 +43,9 @@ MAX_GEO_RADIUS_M = 5000.0
 _ID = r"[0-9]{1,19}"
 _NUMBER = r"-?[0-9]{1,3}(?:\.[0-9]{1,12})?"
 _CHANNEL = re.compile(
-    rf"^(?:(?P<own>feed|activity)|(?P<kind>media|user|location):(?P<id>{_ID})"
+    rf"(?:(?P<own>feed|activity)|(?P<kind>media|user|location):(?P<id>{_ID})"
     rf"|tag:(?P<tag>[^\s:]{{1,100}})"
-    rf"|geo:(?P<lat>{_NUMBER}),(?P<lng>{_NUMBER}),(?P<radius>[0-9]{{1,5}}(?:\.[0-9]{{1,3}})?))$"
+    rf"|geo:(?P<lat>{_NUMBER}),(?P<lng>{_NUMBER}),(?P<radius>[0-9]{{1,5}}(?:\.[0-9]{{1,3}})?))"
 )
 
 
@@ -77,7 +77,7 @@ class Channel:
 
 def parse_channel(name: str, viewer: int) -> Channel:
     """The channel ``name`` as ``viewer`` subscribes to it; ChannelError if malformed."""
-    m = _CHANNEL.match(name) if isinstance(name, str) else None
+    m = _CHANNEL.fullmatch(name) if isinstance(name, str) else None
     if m is None:
         raise ChannelError(f"unknown channel {name!r}: feed, activity, media:ID, user:ID, "
                            "tag:NAME, location:ID or geo:LAT,LNG,RADIUS_M")
@@ -104,19 +104,27 @@ Cursor = tuple[int, int]
 START = "0-0"
 
 
+_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+#: Each half of a Redis stream id is an unsigned 64-bit integer.
+_CURSOR_LIMIT = 2**64
+
+
 def parse_cursor(text: Any) -> Cursor:
-    """A history cursor (``ms-seq``); ValueError if it is not one."""
-    if isinstance(text, str):
-        ms, sep, seq = text.partition("-")
-        if sep and ms.isdigit() and seq.isdigit() and len(text) <= 41:
-            return int(ms), int(seq)
+    """A history cursor (``ms-seq``, each part below 2**64 as Redis stream ids); ValueError
+    if it is not one."""
+    m = _CURSOR.fullmatch(text) if isinstance(text, str) else None
+    if m is not None and int(m[1]) < _CURSOR_LIMIT and int(m[2]) < _CURSOR_LIMIT:
+        return int(m[1]), int(m[2])
     raise ValueError(f"not a stream cursor: {text!r}")
 
 
 def must_reset(after: Cursor, low: Cursor | None, last: Cursor | None) -> bool:
-    """Whether a resume after ``after`` cannot be served from a history whose newest entry is
-    ``last`` (None: no history) and whose newest trimmed entry is ``low``: messages after
-    ``after`` were trimmed, or the cursor is from a history that no longer exists."""
+    """Whether a resume after ``after`` cannot be served from a history whose newest cursor
+    is ``last`` (None: no history) and below which it holds nothing, ``low``: its newest
+    trimmed entry or, past that, its floor (a history begins with one, above every id of the
+    histories of the source before it). Messages after ``after`` were trimmed, the cursor is
+    from an earlier history of the source (``START`` included: it is before all of them), or
+    from a history that no longer exists."""
     if after == (0, 0):
         return low is not None
     if last is None or after > last:
@@ -135,6 +143,7 @@ class Message:
     cursor: Cursor
     cursor_text: str
     body: str  # a JSON object: position, event, users, lat, lng, data
+    event: str
     users: frozenset[int]
     lat: float | None
     lng: float | None
@@ -142,9 +151,15 @@ class Message:
     @classmethod
     def parse(cls, cursor_text: str, body: str) -> Message:
         doc = json.loads(body)
-        return cls(parse_cursor(cursor_text), cursor_text, body,
+        return cls(parse_cursor(cursor_text), cursor_text, body, str(doc.get("event")),
                    frozenset(int(u) for u in doc.get("users", ())), doc.get("lat"),
                    doc.get("lng"))
+
+    def ends_follow(self, follower: int) -> bool:
+        """Whether this message, read from a followee's ``follow_source``, ends
+        ``follower``'s follow of them (unfollowed, removed or blocked): a ``FollowerRemoved``
+        naming ``follower`` (there, one who is not the followee is the follower)."""
+        return self.event == "FollowerRemoved" and follower in self.users
 
     def frame(self, channel: str) -> str:
         """The event frame for a subscriber of ``channel`` (no re-encoding of the body)."""
@@ -155,6 +170,11 @@ class Message:
 def control(kind: str, **fields: Any) -> str:
     """A control frame: ready, subscribed, unsubscribed, reset, error."""
     return json.dumps({"type": kind, **fields}, separators=(",", ":"))
+
+
+def follow_source(followee: int) -> str:
+    """The source that carries the end of each follow of ``followee`` (``FollowerRemoved``)."""
+    return f"user:{followee}"
 
 
 # --- what the consumer publishes -----------------------------------------------------------
@@ -211,7 +231,7 @@ def sources(e: RecordedEvent, medium: MediumFacts | None, feeds: Iterable[int] =
         if actor != d.media_owner:
             out.append(f"activity:{d.media_owner}")
     elif isinstance(d, (FollowerAdded, FollowerRequested, FollowerRemoved)):
-        out += [f"user:{d.followee}", f"activity:{d.followee}"]
+        out += [follow_source(d.followee), f"activity:{d.followee}"]
         users += [d.follower, d.followee]
     body = {"position": f"{e.shard}:{e.position}", "event": e.type,
             "time": e.created_ms, "users": sorted(set(users)), "lat": lat, "lng": lng,

@@ -8,8 +8,13 @@ may build elsewhere):
   clients resume from.
 - ``{prefix}{source}:meta``: hash; per logical shard the position (zero-padded, so strings
   compare in log order) of the last event published from that shard, which makes a
-  re-applied batch publish nothing again; ``low``: the newest id trimmed away (a resume
-  from before it cannot be served).
+  re-applied batch publish nothing again; ``low``: the newest id trimmed away or, before
+  anything was, the history's **floor** (a resume from before it cannot be served).
+  A history begins with its floor: an id made by adding an entry and trimming it at once,
+  so it is below every message of the history and above every id the source had before (a
+  history that expired is older by at least ``ttl_ms``; a feed's restarted history keeps
+  its stream key, whose ids only grow). A cursor from an earlier history is then below the
+  floor and gets ``reset`` rather than the new history's messages.
 - pub/sub channel ``{prefix}{source}``: each message is ``{cursor} {body}``.
 - ``{prefix}live:feed:{user}`` (string, PX) and ``{prefix}live`` (sorted set of users by
   expiry): the home feeds someone subscribes to (below).
@@ -25,14 +30,26 @@ import redis
 from server.domain.log import Position
 from server.domain.realtime import Cursor, Message, must_reset, parse_cursor
 
+#: Begin a new history of a source at a floor (above every earlier id of the stream key,
+#: below every later one). Prefixed to the scripts below.
+_BEGIN = """
+local function begin(stream, meta)
+  local floor = redis.call('XADD', stream, '*', 'm', '')
+  redis.call('XTRIM', stream, 'MAXLEN', 0)
+  redis.call('HSET', meta, 'low', floor)
+end
+"""
+
 #: Publish one message to one source unless its shard already published this position or a
-#: later one, or (a feed) its live marker is missing. KEYS: stream, meta, marker or "".
-#: ARGV: shard, padded position, body, cap, ttl ms, "1" to PUBLISH too (a replay rebuilding
-#: histories appends without publishing: clients got those messages when they happened).
-_PUBLISH = """
+#: later one, or (a feed) its live marker is missing; a source without a history begins
+#: one. KEYS: stream, meta, marker or "". ARGV: shard, padded position, body, cap, ttl ms,
+#: "1" to PUBLISH too (a replay rebuilding histories appends without publishing: clients
+#: got those messages when they happened).
+_PUBLISH = _BEGIN + """
 if KEYS[3] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
 local last = redis.call('HGET', KEYS[2], ARGV[1])
 if last and last >= ARGV[2] then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then begin(KEYS[1], KEYS[2]) end
 local id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 local cap = tonumber(ARGV[4])
@@ -49,10 +66,13 @@ return 1
 """
 
 
-#: Mark a feed live. KEYS: marker, stream, meta, index. ARGV: ttl ms, expiry ms, user.
-_LIVE = """
+#: Mark a feed live; one that was not begins a new history (posts were dropped meanwhile).
+#: KEYS: marker, stream, meta, index. ARGV: ttl ms, expiry ms, user.
+_LIVE = _BEGIN + """
 if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  redis.call('DEL', KEYS[2], KEYS[3])
+  begin(KEYS[2], KEYS[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], ARGV[1])
 else
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
@@ -64,7 +84,8 @@ return 1
 @dataclass(frozen=True)
 class History:
     """What a source's history holds after a cursor: the messages in order, the newest
-    cursor (``START`` when empty), and whether the cursor is too old to be served."""
+    cursor (its floor with no message yet, ``START`` with no history), and whether the cursor
+    is too old to be served."""
 
     messages: list[Message]
     last: str
@@ -116,15 +137,15 @@ class RealtimeStore:
     # A home feed's source is only written while someone subscribes to it (publishing every
     # post to every follower's feed source would double the fan-out): ``{prefix}live:{source}``
     # marks it live (expiring ``ttl_ms`` after the last refresh) and ``{prefix}live`` indexes
-    # the live users by expiry. Marking a feed live that was not deletes its history first:
-    # the history then covers, without a hole, everything since it was last marked live.
+    # the live users by expiry. Marking a feed live that was not begins a new history (at a
+    # floor above the old one's ids): it covers, without a hole, everything since.
 
     def _marker(self, source: str) -> str:
         return f"{self.prefix}live:{source}"
 
     def mark_live(self, users: Iterable[int], now_ms: int) -> None:
-        """Mark the users' feeds live (refresh them); a feed that was not live loses its
-        history (too old a cursor is then reset)."""
+        """Mark the users' feeds live (refresh them); a feed that was not live begins a new
+        history (a cursor from the old one is then reset)."""
         pipe = self.redis.pipeline(transaction=False)
         for user in users:
             source = f"feed:{user}"
@@ -143,7 +164,8 @@ class RealtimeStore:
 
     def history(self, source: str, after: str | None) -> History:
         """The messages of ``source`` after the cursor ``after`` (None: none, only the newest
-        cursor), read atomically with the trim mark."""
+        cursor: the newest message's or, with none, the floor's), read atomically with the
+        trim mark."""
         key = self.channel(source)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hget(f"{key}:meta", "low")
@@ -151,7 +173,7 @@ class RealtimeStore:
         if after is not None:
             pipe.xrange(key, min=f"({after}" if after != "0-0" else "-", count=self.size + 1)
         low, newest, *rest = pipe.execute()
-        last = newest[0][0].decode() if newest else None
+        last = newest[0][0].decode() if newest else low.decode() if low else None
         if after is None:
             return History([], last or "0-0", False)
         low_c: Cursor | None = parse_cursor(low.decode()) if low else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from server.store.realtime import RealtimeStore
 from tests.drive import Driver
 from tests.helpers import wait_for
 from tests.integration.apiclient import Api
+from tests.integration.conftest import Env
 from tests.integration.mediakit import post, settle
 
 SERVICE_ENV = {"SHUTTERLOG_REALTIME_MAX_BUFFER_BYTES": "262144"}
@@ -302,3 +304,122 @@ def test_redis_pubsub_loss_is_caught_up(api: Api, clients: list[Client]) -> None
     (second,) = c.events(1)
     assert [first["data"]["user_id"], second["data"]["user_id"]] == [
         u["id"] for u, _ in likers]
+
+
+def masked(text: str) -> bytes:
+    """A client text frame (masked, as clients' are), to write raw so that several frames
+    reach the server in one read."""
+    data, key = text.encode(), os.urandom(4)
+    n = len(data)
+    length = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    return b"\x81" + length + key + bytes(b ^ key[i % 4] for i, b in enumerate(data))
+
+
+def test_frames_sent_before_ready_are_answered(api: Api, clients: list[Client]) -> None:
+    """Subscribes sent with the auth frame (they arrive while the token is checked) are
+    each answered after ``ready``; more than a frame's worth of bytes before ``ready``
+    closes with 4002."""
+    a, ta = api.user()
+    m = post(api, ta)
+    c = open_client(api, None, clients)
+    c.ws.socket.sendall(b"".join(masked(json.dumps(f)) for f in (
+        {"type": "auth", "access_token": ta},
+        {"type": "subscribe", "channel": f"media:{m}"},
+        {"type": "subscribe", "channel": f"user:{a['id']}"})))
+    c.ready()
+    answers = {(f["type"], f["channel"]) for f in (c.frame(), c.frame())}
+    assert answers == {("subscribed", f"media:{m}"), ("subscribed", f"user:{a['id']}")}
+    flood = open_client(api, None, clients)
+    pad = "x" * 40_000
+    flood.ws.socket.sendall(b"".join(masked(json.dumps(f)) for f in (
+        {"type": "auth", "access_token": ta},
+        {"type": "subscribe", "channel": f"media:{m}", "pad": pad},
+        {"type": "subscribe", "channel": f"user:{a['id']}", "pad": pad})))
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            flood.frame()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4002
+
+
+def test_malformed_channels_and_cursors_get_error_frames(api: Api, clients: list[Client]
+                                                         ) -> None:
+    """An unsubscribe naming no string, a cursor beyond Redis's 64-bit ids and a channel
+    with a trailing newline are answered with error frames; the connection stays."""
+    _, ta = api.user()
+    m = post(api, ta)
+    c = open_client(api, ta, clients)
+    c.ready()
+    c.ws.send(json.dumps({"type": "unsubscribe", "channel": [1]}))
+    f = c.frame()
+    assert (f["type"], f["error"]) == ("error", "not_subscribed"), f
+    f = c.subscribe(f"media:{m}", after="99999999999999999999-0")
+    assert (f["type"], f["error"]) == ("error", "invalid_channel"), f
+    assert c.subscribe("feed")["type"] == "subscribed"
+    f = c.subscribe("feed\n")
+    assert (f["type"], f["error"]) == ("error", "invalid_channel"), f
+    assert c.subscribe(f"media:{m}")["type"] == "subscribed"
+
+
+def _body(n: int) -> str:
+    return json.dumps({"position": f"1:1.{n}", "event": "Test", "users": [], "lat": None,
+                       "lng": None, "data": {"n": n}})
+
+
+def test_a_restarted_feed_history_resets_older_cursors(env: Env) -> None:
+    """A device saw A on its live feed; the feed stops being live (B is dropped); another
+    device marks it live again, C comes. Resuming after A gets a reset (B is missing);
+    resuming after the cursor the new subscriber got gets C."""
+    store = RealtimeStore(env.redis, 100, 60_000)
+    store.mark_live([42], 0)
+    assert store.publish([("feed:42", 1, Position(1, 1), _body(1))]) == 1
+    seen_a = store.history("feed:42", None).last
+    env.redis.delete("rt:live:feed:42")  # the marker expired, nobody refreshed it
+    assert store.publish([("feed:42", 1, Position(1, 2), _body(2))]) == 0
+    store.mark_live([42], 0)
+    fresh = store.history("feed:42", None).last
+    assert fresh > seen_a
+    assert store.publish([("feed:42", 1, Position(1, 3), _body(3))]) == 1
+    assert store.history("feed:42", seen_a).reset
+    h = store.history("feed:42", fresh)
+    assert not h.reset and [json.loads(m.body)["data"]["n"] for m in h.messages] == [3]
+
+
+def test_an_expired_history_resets_older_cursors(env: Env) -> None:
+    """A client saw A, B came, the quiet source's history expired (its keys are gone), C
+    came: resuming after A gets a reset, not C alone."""
+    store = RealtimeStore(env.redis, 100, 60_000)
+    store.publish([("media:777", 1, Position(1, 1), _body(1))])
+    seen_a = store.history("media:777", None).last
+    store.publish([("media:777", 1, Position(1, 2), _body(2))])
+    env.redis.delete("rt:media:777", "rt:media:777:meta")  # what their expiry does
+    store.publish([("media:777", 1, Position(1, 3), _body(3))])
+    assert store.history("media:777", seen_a).reset
+
+
+def test_unfollowing_a_private_account_ends_its_subscriptions(api: Api, clients: list[Client]
+                                                              ) -> None:
+    """An approved follower subscribed to a private account's profile and medium
+    unfollows: both subscriptions end (``unsubscribed``, ``not_allowed``) and none of the
+    account's later events reaches them; their other channels go on."""
+    p, tp = api.user(is_private="true")
+    f, tf = api.user()
+    api.relate(tf, p["id"], "follow")
+    api.relate(tp, f["id"], "approve")
+    m = post(api, tp)
+    c = open_client(api, tf, clients)
+    c.ready()
+    mine = f"user:{f['id']}"
+    for channel in (f"user:{p['id']}", f"media:{m}", mine):
+        assert c.subscribe(channel)["type"] == "subscribed"
+    api.relate(tf, p["id"], "unfollow")
+    settle(api.env)
+    like(api, tp, m)
+    post(api, tp, caption="followers only")
+    post(api, tf, caption="published after all of the above")
+    frames: list[dict[str, Any]] = []
+    while not frames or frames[-1].get("channel") != mine:
+        frames.append(c.frame())
+    ended = {fr["channel"] for fr in frames if fr["type"] == "unsubscribed"}
+    assert ended == {f"user:{p['id']}", f"media:{m}"}, frames
+    assert all(fr.get("error") == "not_allowed" for fr in frames[:-1]), frames
+    assert [fr["type"] for fr in frames] == ["unsubscribed", "unsubscribed", "event"], frames

@@ -37,7 +37,8 @@ def test_channels_parse_to_their_sources() -> None:
     assert parse_channel("tag:SunSet", 5).source == "tag:sunset"
     geo = parse_channel("geo:48.85,2.35,500", 5)
     assert (geo.source, geo.lat, geo.lng, geo.radius_m) == (GEO_SOURCE, 48.85, 2.35, 500.0)
-    for bad in ("feeds", "media:x", "geo:91,0,10", "geo:0,0,6000", "tag:a b", "user:", 3):
+    for bad in ("feeds", "media:x", "geo:91,0,10", "geo:0,0,6000", "tag:a b", "user:", 3,
+                "feed\n", "media:12\n"):
         with pytest.raises(ChannelError):
             parse_channel(bad, 5)  # type: ignore[arg-type]
 
@@ -60,8 +61,17 @@ def test_reset_when_the_history_cannot_serve_the_cursor() -> None:
     assert must_reset((5, 0), None, None)
     assert not must_reset((0, 0), None, None)
     assert must_reset((0, 0), (1, 0), (9, 0))
-    with pytest.raises(ValueError):
-        parse_cursor("12")
+
+
+def test_cursors_are_redis_stream_ids() -> None:
+    """A cursor is ``ms-seq`` with each part an unsigned 64-bit integer, as Redis's ids."""
+    top = 2**64 - 1
+    assert parse_cursor(f"{top}-{top}") == (top, top)
+    assert parse_cursor("0-0") == (0, 0)
+    for bad in ("12", f"{top + 1}-0", f"0-{top + 1}", "99999999999999999999-0", "1-2\n",
+                "\u00b2-1", "-1-0", 12):
+        with pytest.raises(ValueError):
+            parse_cursor(bad)
 
 
 def test_gate_orders_history_before_held_live_messages_once_each() -> None:
@@ -98,3 +108,12 @@ def test_what_events_are_published_to() -> None:
     private = MediumFacts(True, ("cat",), 77, 1.5, 2.5)
     targets, _ = sources(post, private, [40])
     assert targets == ["media:10", "user:20", "feed:40"]
+
+
+def test_a_follower_removed_message_ends_the_follows_it_names() -> None:
+    """A ``FollowerRemoved`` naming a user ends that user's follow; other events do not."""
+    body: dict[str, object] = {"position": "1:2.3", "event": "FollowerRemoved",
+                               "users": [4, 7], "lat": None, "lng": None, "data": {}}
+    removed = Message.parse("1-0", json.dumps(body))
+    assert removed.ends_follow(4) and not removed.ends_follow(5)
+    assert not message("1-0").ends_follow(7)
