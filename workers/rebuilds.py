@@ -72,8 +72,9 @@ class Build:
     def drop(self) -> None:
         raise NotImplementedError
 
-    def compare(self, positions: dict[int, Position], limit: int) -> list[Difference]:
-        """Differences between the namespace (expected) and the live projection (found)."""
+    def compare(self, positions: dict[int, Position]) -> list[Difference]:
+        """Every difference between the namespace (expected) and the live projection
+        (found)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -168,14 +169,14 @@ class RedisBuild(_Handled):
     def drop(self) -> None:
         self.ns.drop(self.prefix, dom.marker(self.run))
 
-    def compare(self, positions: dict[int, Position], limit: int) -> list[Difference]:
+    def compare(self, positions: dict[int, Position]) -> list[Difference]:
         built = self.ns.built_keys(self.spec, self.prefix)
         expected = self.ns.snapshot(built, self.prefix)
         found = self.ns.snapshot(self.ns.live_keys(self.spec))
         if self.spec.name == "realtime":
             expected = {k: v for k, v in expected.items() if not k.endswith(":meta")}
             found = {k: v for k, v in found.items() if not k.endswith(":meta")}
-        return dom.compare(expected, found, tail=self.spec.name == "realtime")[:limit]
+        return dom.compare(expected, found, tail=self.spec.name == "realtime")
 
 
 class _ShadowTables(Build):
@@ -238,11 +239,11 @@ class LikedBuild(_Handled, _ShadowTables):
         return [r for s in shards for r in store.table_rows_txn(
             txn, schema_name(s), table, ("user_id", "media_id"), "like_id")]
 
-    def compare(self, positions: dict[int, Position], limit: int) -> list[Difference]:
+    def compare(self, positions: dict[int, Position]) -> list[Difference]:
         out: list[Difference] = []
         for db, shards in self._each():
             out += db.run_interaction("compare_liked", self._compare_txn, shards)
-        return out[:limit]
+        return out
 
 
 class FollowersBuild(_ShadowTables):
@@ -291,13 +292,13 @@ class FollowersBuild(_ShadowTables):
                 db.run_interaction("swap_followers", self._swap_txn, shards, positions, True)
         return "followers tables replaced, followed_by_count recounted"
 
-    def compare(self, positions: dict[int, Position], limit: int) -> list[Difference]:
+    def compare(self, positions: dict[int, Position]) -> list[Difference]:
         out: list[Difference] = []
         for db, shards in self._each():
             if shards:
                 out += db.run_interaction("compare_followers", self._swap_txn, shards,
                                           positions, False)
-        return out[:limit]
+        return out
 
     def _swap_txn(self, txn: Txn, shards: Sequence[int], positions: dict[int, Position],
                   replace: bool) -> list[Difference]:
@@ -360,7 +361,7 @@ class GeoBuild(_Handled):
             self.live.geo.drop(self.name)
         self.db.run_interaction("shadow", store.drop_shadow_txn, None, self.table, self.run)
 
-    def compare(self, positions: dict[int, Position], limit: int) -> list[Difference]:
+    def compare(self, positions: dict[int, Position]) -> list[Difference]:
         cols = ("media_id",)
         value = ("owner_id || ' ' || coalesce(location_id::text, '-') || ' ' || created_ms "
                  "|| ' ' || hidden || ' ' || ST_AsText(geog::geometry)")
@@ -380,7 +381,7 @@ class GeoBuild(_Handled):
             "name || ' ' || lat || ' ' || lng || ' ' || first_media_id")
             for t in (store.shadow_name(self.table, self.run), self.table)]
         out += dom.compare_rows(self.table, rows[0], rows[1])
-        return out[:limit]
+        return out
 
     def close(self) -> None:
         if "geo" in self.ctx.__dict__:

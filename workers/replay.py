@@ -38,6 +38,7 @@ from typing import Protocol
 
 from server.db import Database, Txn
 from server.domain.checkpoints import lock_key
+from server.domain.ids import MAX_ID
 from server.domain.log import ORIGIN, Position, RecordedEvent
 from server.domain.replay import Difference, Progress, ReplayUsageError, Spec
 from server.store import consumers as cstore
@@ -94,7 +95,8 @@ class Item:
     seconds: float = 0.0
     status: str = "building"
     message: str = ""
-    differences: list[Difference] = field(default_factory=list)
+    differences: list[Difference] = field(default_factory=list)  # the first ``limit``
+    found: int = 0  # differences found, all of them
 
     def summary(self) -> dict[str, object]:
         return {
@@ -103,6 +105,7 @@ class Item:
             "events": self.events, "seconds": round(self.seconds, 3),
             "events_per_second": round(self.events / self.seconds, 1) if self.seconds else 0,
             "status": self.status, "message": self.message,
+            "differences_found": self.found,
             "differences": [d.as_dict() for d in self.differences],
         }
 
@@ -148,6 +151,9 @@ class Replayer:
     def execute(self, request: Request) -> list[Item]:
         if request.verify and request.until_id is not None:
             raise ReplayUsageError("--verify compares with the live head: --until does not apply")
+        if request.until_id is not None and not 0 < request.until_id <= MAX_ID:
+            raise ReplayUsageError(f"--until {request.until_id} is not an event id (ids run "
+                                   f"from 1 to {MAX_ID})")
         for spec in request.specs:
             self._check_consumer(spec)
             if request.until_id is not None and spec.consumer is None:
@@ -468,8 +474,7 @@ class Replayer:
         b = item.build
         if isinstance(b, FollowersBuild):
             mine = [s for s in shards if self._covers(item, s)]
-            item.differences = b.compare({s: item.positions.get(s, ORIGIN) for s in mine},
-                                         limit)
+            found = b.compare({s: item.positions.get(s, ORIGIN) for s in mine})
         else:
             assert item.spec.consumer is not None
             consumer = self.consumers.get(item.spec.consumer)
@@ -481,9 +486,11 @@ class Replayer:
                     live = (self._live_positions(consumer.name, [s])[s] if consumer.side_effect
                             else self._advance_live(consumer.name, s))
                     self._advance([item], s, bound=live)
-                item.differences = b.compare(item.positions, limit)
+                found = b.compare(item.positions)
         b.drop()
-        item.status = "different" if item.differences else "verified"
-        item.message = (f"{len(item.differences)} difference(s)" if item.differences
+        item.found, item.differences = len(found), found[:limit]
+        item.status = "different" if found else "verified"
+        shown = f" (the first {limit} shown)" if len(found) > limit else ""
+        item.message = (f"{len(found)} difference(s){shown}" if found
                         else "the live projection equals the log's")
         self.control.run_interaction("finish_run", store.finish_run_txn, item.run, item.status)

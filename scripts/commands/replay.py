@@ -50,8 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verify", action="store_true",
                    help="compare a rebuild with the live projection; print the differences")
     p.add_argument("--fresh", action="store_true", help="start over even if a run can resume")
-    p.add_argument("--limit", type=int, default=100,
-                   help="differences printed per projection (default: 100)")
+    p.add_argument("--limit", type=_count, default=100,
+                   help="differences printed per projection (default: 100; the exit status "
+                   "counts them all)")
     p.add_argument("--lock-timeout", type=float, default=60.0,
                    help="seconds to wait for a live consumer's running batch (default: 60)")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout")
@@ -104,7 +105,7 @@ class Output:
     def summary(self, items: list[dict[str, Any]]) -> None:
         if self.as_json:
             self._json({"type": "summary", "projections": items,
-                        "differences": sum(len(i["differences"]) for i in items)})
+                        "differences": sum(i["differences_found"] for i in items)})
             return
         self._end_bar()
         for i in items:
@@ -115,6 +116,14 @@ class Output:
             for d in i["differences"]:
                 print(f"  {d['key']}\n    expected: {_short(d['expected'])}\n    found:    "
                       f"{_short(d['found'])}", file=self.out)
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
 
 
 def _short(value: object, width: int = 300) -> str:
@@ -170,4 +179,4 @@ def _replay(args: argparse.Namespace) -> int:
         ctx.close()
     summary = [i.summary() for i in items]
     out.summary(summary)
-    return 1 if any(i.differences for i in items) else 0
+    return 1 if any(i.found for i in items) else 0

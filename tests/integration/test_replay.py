@@ -104,8 +104,9 @@ def world(module_env: Env, service: Any, pool: list[Process]) -> dict[str, Any]:
 
 
 def test_help_and_usage_errors(module_env: Env) -> None:
-    """--help lists the projections; unknown projections and --shard on a projection that
-    mixes shards exit 2 with the reason."""
+    """--help lists the projections; unknown projections, --shard on a projection that
+    mixes shards, --until with no event's id and a negative --limit exit 2 with the
+    reason."""
     h = cli(module_env, "--help")
     assert h.returncode == 0 and "feeds" in h.stdout and "--verify" in h.stdout
     bad = cli(module_env, "nosuch")
@@ -114,6 +115,11 @@ def test_help_and_usage_errors(module_env: Env) -> None:
     assert mixed.returncode == 2 and "--shard applies to" in mixed.stderr
     both = cli(module_env, "feeds", "--verify", "--until", "5")
     assert both.returncode == 2, both.stderr
+    for until in ("0", "-3"):  # no event has such an id: nothing may be rebuilt or swapped
+        run = cli(module_env, "tags", "--until", until)
+        assert run.returncode == 2 and "is not an event id" in run.stdout + run.stderr, run
+    negative = cli(module_env, "tags", "--verify", "--limit", "-1")
+    assert negative.returncode == 2 and "is negative" in negative.stderr
 
 
 def test_verify_after_a_random_workload_finds_no_difference(module_env: Env,
@@ -133,8 +139,9 @@ def test_verify_after_a_random_workload_finds_no_difference(module_env: Env,
 
 def test_verify_reports_each_difference_and_exits_1(module_env: Env, world: dict[str, Any]
                                                     ) -> None:
-    """A feed missing a medium, a wrong count and a lost liked row are each reported as
-    (key, expected, found); replaying those projections repairs them."""
+    """A feed missing a medium and a wrong count are each reported as (key, expected,
+    found), and counted even when ``--limit 0`` prints none; replaying those projections
+    repairs them."""
     r = module_env.redis
     feed = next(k.decode() for k in r.scan_iter("feed:*") if r.zcard(k) > 1)
     member = next(m for m in r.zrange(feed, 0, -1) if m != b"-")
@@ -148,6 +155,12 @@ def test_verify_reports_each_difference_and_exits_1(module_env: Env, world: dict
     assert diffs[f"{feed} {member.decode()}"]["found"] is None
     assert diffs[f"{counts} {field.decode()}"]["found"] == "999"
     assert diffs[f"{counts} {field.decode()}"]["expected"] != "999"
+    assert summary(run)["differences"] == 2
+    # --limit bounds what is printed, not what is found: the exit status still says 1
+    quiet = cli(module_env, "feeds", "counters", "--verify", "--json", "--limit", "0")
+    assert quiet.returncode == 1, quiet.stdout + quiet.stderr
+    assert summary(quiet)["differences"] == 2
+    assert all(p["differences"] == [] for p in summary(quiet)["projections"])
     human = cli(module_env, "feeds", "counters", "--verify")
     assert human.returncode == 1 and f"{feed} {member.decode()}" in human.stdout
     assert "expected:" in human.stdout and "found:    None" in human.stdout
