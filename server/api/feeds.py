@@ -94,9 +94,12 @@ def activity(call: Call) -> Reply:
     store = ActivityStore(ctx.redis, ctx.config.feeds.activity_size)
     items = store.page(me, before_ms, after_key, count * 5)
     groups, used = act.aggregate(items, count)
+    # A medium someone else still renders is its owner's alone (a mention in its caption
+    # waits for it), a deleted one is no one's
     states = media.tagged(ctx.router, {g.media_id for g in groups if g.media_id})
     groups = [g for g in groups if g.media_id is None or (
-        g.media_id in states and states[g.media_id].state is not State.DELETED)]
+        g.media_id in states and (states[g.media_id].state is State.READY or (
+            states[g.media_id].owner == me and states[g.media_id].state is not State.DELETED)))]
     users = accounts.users_by_id(ctx.router, sorted({a for g in groups for a in g.actors}))
 
     def name(user: int) -> str:

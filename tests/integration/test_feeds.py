@@ -11,10 +11,10 @@ import threading
 from typing import Any
 
 from server.store.feeds import FeedStore
-from tests.drive import Driver
+from tests.drive import Driver, drive
 from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
-from tests.integration.mediakit import media_of, post, post_direct, settle
+from tests.integration.mediakit import media_of, picture, post, post_direct, settle, upload
 from workers.context import WorkerContext
 
 
@@ -163,6 +163,25 @@ def test_activity_shows_likes_comments_mentions_and_follows(api: Api) -> None:
     settle(api.env)
     items = api.get("/v1/users/self/activity", ta).json()["data"]
     assert items[1]["text"] == f"{c['username']} and {b['username']} liked your photo"
+
+
+def test_a_mention_waits_for_its_medium_to_be_ready(api: Api) -> None:
+    """A caption's mention reaches the mentioned user's activity only once the medium is
+    ready: while it renders it is its owner's alone (404 to others)."""
+    (_, ta), (b, tb) = api.user(), api.user()
+    r = upload(api, ta, picture(), caption=f"draft @{b['username']}")
+    assert r.status_code == 200, r.text
+    media_id = r.json()["data"]["id"]
+    drive(api.env, "activity")  # media_render has not run: the medium is processing
+    assert api.get(f"/v1/media/{media_id}", tb).status_code == 404
+
+    def mentions() -> list[Any]:
+        return [i for i in api.get("/v1/users/self/activity", tb).json()["data"]
+                if i["media_id"] == media_id]
+
+    assert mentions() == []
+    settle(api.env)
+    assert [i["type"] for i in mentions()] == ["mention"]
 
 
 def test_tags_list_search_and_lose_deleted_media(api: Api) -> None:
