@@ -8,11 +8,22 @@ import random
 from typing import Any
 
 from server.db import Txn
+from server.domain.graph import (
+    Edge,
+    UserBlocked,
+    UserFollowed,
+    UserUnblocked,
+    block_stream,
+    follow_stream,
+)
 from server.domain.ids import shard_of
+from server.domain.log import NewEvent
 from server.domain.shards import schema_name
+from server.store import graph
 from tests.drive import Driver, drive
 from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
+from workers.consumers import CONSUMERS
 
 
 def counts(api: Api, token: str, user_id: str) -> dict[str, int]:
@@ -231,3 +242,72 @@ def test_relationship_post_is_idempotent(api: Api, module_env: Env) -> None:
     assert len(module_env.store.read_stream(shard, stream)) == 2  # follow, unfollow
     bad = api.post(path, ta, headers={"Idempotency-Key": "has space"}, action="follow")
     assert bad.status_code == 400
+
+
+# --- the blocks consumer and ids out of commit order (a world of its own) ---------------------
+
+X_SHARD, Y_SHARD = 1, 9  # on the two databases
+
+
+def mint(env: Env, shard: int) -> int:
+    """A fresh id of ``shard`` (a user without an account behind it)."""
+    row = env.router.database(shard).run_interaction(
+        "ids", Txn.fetchone, f"SELECT {schema_name(shard)}.next_ids(1)")
+    assert row is not None
+    return int(row[0][0])
+
+
+def skew(env: Env, shard: int) -> None:
+    """Run ``shard``'s id clock 5 s ahead (the sequence holds ms << 10 | seq): what a database
+    server whose clock is 5 s ahead gives, or a burst of 5M ids minted there."""
+    env.router.database(shard).run_interaction(
+        "skew", Txn.execute, f"SELECT setval('{schema_name(shard)}.id_clock', "
+        f"nextval('{schema_name(shard)}.id_clock') + (5000 << 10))")
+
+
+def edge(env: Env, follower: int, followee: int) -> tuple[Edge, int | None]:
+    """The follower-side edge and its id."""
+    return env.router.database(shard_of(follower)).run_interaction(
+        "edge", graph.edge, follower, followee)
+
+
+def test_a_block_removes_a_follow_applied_before_it_whatever_their_ids(env: Env) -> None:
+    """Y follows X and the blocks consumer applies the follow (no block yet); then X blocks
+    Y. The block, applied second, must remove Y's edge, although the follow's id is above the
+    block's (Y's shard's clock runs ahead): ids are not commit order across shards."""
+    x, y = mint(env, X_SHARD), mint(env, Y_SHARD)
+    skew(env, Y_SHARD)
+    driver = Driver(env)
+    env.store.append(shard_of(y), follow_stream(y, x),
+                     [NewEvent(UserFollowed(follower=y, followee=x), actor=y)])
+    driver.drive("blocks", "followers")
+    follows = edge(env, y, x)
+    assert follows[0] is Edge.ACTIVE
+    block = env.store.append(shard_of(x), block_stream(x, y),
+                             [NewEvent(UserBlocked(blocker=x, blocked=y), actor=x)])
+    assert follows[1] is not None and follows[1] > block.event_ids[0]
+    driver.drive("blocks", "followers")
+    assert edge(env, y, x) == (Edge.NONE, None), "Y still follows X while X blocks Y"
+
+
+def test_an_old_block_applied_again_keeps_a_follow_made_after_the_unblock(env: Env) -> None:
+    """X blocks Y (X's shard's clock ahead: a large id), the consumer applies it; X unblocks
+    Y and Y follows X again (a smaller id). The block applied again (at least once: a batch
+    redone after a crash) must leave the new follow alone."""
+    x, y = mint(env, X_SHARD), mint(env, Y_SHARD)
+    skew(env, X_SHARD)
+    driver = Driver(env)
+    env.store.append(shard_of(x), block_stream(x, y), [NewEvent(
+        UserBlocked(blocker=x, blocked=y), actor=x)])
+    driver.drive("blocks", "followers")
+    env.store.append(shard_of(x), block_stream(x, y), [NewEvent(
+        UserUnblocked(blocker=x, blocked=y), actor=x)])
+    env.store.append(shard_of(y), follow_stream(y, x),
+                     [NewEvent(UserFollowed(follower=y, followee=x), actor=y)])
+    driver.drive("blocks", "followers")
+    follows = edge(env, y, x)
+    assert follows[0] is Edge.ACTIVE
+    block = env.store.read_stream(shard_of(x), block_stream(x, y))[0]
+    assert follows[1] is not None and follows[1] < block.id
+    CONSUMERS.get("blocks").handle(driver.ctx, [block])
+    assert edge(env, y, x) == follows, "an old block applied again removed a later follow"
