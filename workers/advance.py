@@ -25,16 +25,26 @@ are tried one by one, each up to ``event_attempts`` times; an event that still f
 parked in ``dead_letters`` and the consumer's policy decides: SKIP goes on after it, STOP
 stops the pair there (the relay no longer kicks it) until ``deadletters retry``. An event the
 registry cannot decode is handled the same way.
+
+Outages are not failures of an event: a handler that raises because Redis or PostgreSQL is
+unreachable (``outage``) is called again with the same backoff while the job's budget lasts,
+counting no attempt; then the job leaves the pair at its checkpoint (no look-again as it
+unlocks) and the relay's next scan kicks it again, since its events are still waiting. So an
+outage delays events, however long it lasts, and never parks them.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import traceback
 from collections.abc import Callable
 
 import gevent
+import psycopg2
+import redis
+from psycopg2.extensions import QueryCanceledError
 
 from server.config import WorkersConfig
 from server.db import Database, Txn
@@ -53,6 +63,23 @@ log = logging.getLogger(__name__)
 #: Longest pause while an older open transaction hides the events that follow (seconds).
 MAX_BLOCKED_PAUSE = 0.2
 
+#: The errors of our own Redis and PostgreSQL clients that say the server is unreachable
+#: (down, restarting, still loading its data set, the connection lost).
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,  # BusyLoadingError too
+    redis.TimeoutError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+)
+
+def outage(error: BaseException) -> bool:
+    """Whether a handler's ``error`` is an outage of Redis or PostgreSQL rather than a
+    failure of the event. Only those clients' own errors count: a socket error or an HTTP
+    client's ``ConnectError`` may come from an outside service or a bug, and a statement
+    cancelled (``statement_timeout``) would keep failing on the same event; those are
+    failures like any other, retried and then parked."""
+    return isinstance(error, OUTAGE_ERRORS) and not isinstance(error, QueryCanceledError)
+
 
 class Abandoned(Exception):
     """The worker is stopping in the middle of retries: the batch is left for later."""
@@ -60,6 +87,11 @@ class Abandoned(Exception):
 
 class Stopped(Exception):
     """The consumer stopped on this shard (STOP policy)."""
+
+
+class Unavailable(Abandoned):
+    """Redis or PostgreSQL stayed unreachable for the job's budget: the batch is left for
+    the relay's next kick."""
 
 
 class Advancer:
@@ -139,7 +171,7 @@ class Advancer:
                                                 consumer.types, stop_at_unreadable=True,
                                                 lookahead=False)
             if page.events:
-                self._apply(txn, consumer, shard, position, page.events)
+                self._apply(txn, consumer, shard, position, page.events, deadline)
                 metrics.BATCHES.labels(consumer.name).inc()
                 metrics.EVENTS.labels(consumer.name).inc(len(page.events))
             nxt = page.next
@@ -163,13 +195,16 @@ class Advancer:
     # --- failures ---------------------------------------------------------------------------
 
     def _apply(self, txn: Txn, consumer: Consumer, shard: int, start: Position,
-               events: list[RecordedEvent]) -> None:
-        """Apply a batch; retry, isolate, park; raise Stopped if the consumer stops here."""
+               events: list[RecordedEvent], deadline: float) -> None:
+        """Apply a batch; retry, isolate, park; raise Stopped if the consumer stops here, and
+        Unavailable if an outage outlasts the ``deadline``."""
         if len(events) > 1:
             for attempt in range(1, self.settings.batch_attempts + 1):
                 try:
-                    consumer.handle(self.ctx, events)
+                    self._handle(consumer, shard, events, deadline)
                     return
+                except Abandoned:  # stopping, or an outage outlasting the job
+                    raise
                 except Exception as e:
                     self._failed(txn, consumer, shard, e, attempt, len(events))
                     if attempt < self.settings.batch_attempts:
@@ -178,8 +213,10 @@ class Advancer:
             first_failed_ms = int(time.time() * 1000)
             for attempt in range(1, self.settings.event_attempts + 1):
                 try:
-                    consumer.handle(self.ctx, [event])
+                    self._handle(consumer, shard, [event], deadline)
                     break
+                except Abandoned:  # stopping, or an outage outlasting the job
+                    raise
                 except Exception as e:
                     self._failed(txn, consumer, shard, e, attempt, 1)
                     if attempt == self.settings.event_attempts:
@@ -188,6 +225,27 @@ class Advancer:
                                    first_failed_ms)
                     else:
                         self._pause(attempt)
+
+    def _handle(self, consumer: Consumer, shard: int, events: list[RecordedEvent],
+                deadline: float) -> None:
+        """Call the handler; an outage is waited out with backoff, without counting an
+        attempt, until ``deadline`` (monotonic), then raises Unavailable."""
+        for attempt in itertools.count(1):
+            try:
+                consumer.handle(self.ctx, events)
+                return
+            except Exception as e:
+                if not outage(e):
+                    raise
+                metrics.OUTAGES.labels(consumer.name).inc()
+                delay = retry_delay(attempt, self.settings.retry_delay,
+                                    self.settings.retry_max_delay)
+                if time.monotonic() + delay > deadline:
+                    log.warning("%s on shard %d: Redis or PostgreSQL unreachable (%d tries): "
+                                "left at its checkpoint for the next kick: %s",
+                                consumer.name, shard, attempt, _describe(e))
+                    raise Unavailable from e
+                self._pause(attempt)
 
     def _unreadable(self, txn: Txn, consumer: Consumer, shard: int, before: Position,
                     error: UnreadableEvent) -> Position:

@@ -33,6 +33,9 @@ TASKS_RESUBMITTED = Counter("shutterlog_tasks_resubmitted_total",
 # workers
 BATCHES = Counter("shutterlog_consumer_batches_total", "Batches applied", ["consumer"])
 EVENTS = Counter("shutterlog_consumer_events_total", "Events applied", ["consumer"])
+OUTAGES = Counter("shutterlog_consumer_outages_total",
+                  "Handler calls that failed because Redis or PostgreSQL was unreachable "
+                  "(called again later; never parked)", ["consumer"])
 FAILURES = Counter("shutterlog_consumer_failures_total", "Failed handler calls", ["consumer"])
 PARKED = Counter("shutterlog_consumer_parked_total", "Events parked in dead letters",
                  ["consumer"])

@@ -34,12 +34,15 @@ from server.config import Config
 from server.domain.checkpoints import retry_delay
 from server.store.tasks import Lease, TaskStore
 from workers import metrics
+from workers.advance import outage
 from workers.context import WorkerContext
 from workers.jobs import submit, task_job
 
 log = logging.getLogger(__name__)
 
 TaskHandler = Callable[[WorkerContext, Any], None]
+#: Seconds before a task that met a Redis or PostgreSQL outage runs again (no attempt counted).
+OUTAGE_DELAY = 5.0
 #: Seconds before the next try after failed attempt N (1, 2, ...); None: no more tries.
 Schedule = Callable[[Config, int], float | None]
 #: Called with the payload and the last error (the exception itself, so that a hook can
@@ -184,9 +187,15 @@ def run_task(ctx: WorkerContext, task_id: int, registry: TaskHandlers = TASKS) -
         error = e
     finally:
         heartbeat.kill()
-    if isinstance(error, RetryTask):
-        store.finish(lease, str(error), max(0.0, error.delay), count_attempt=False)
-        log.info("task %d (%s) again in %.1fs: %s", task_id, lease.kind, error.delay, error)
+    if isinstance(error, RetryTask) or (error is not None and outage(error)):
+        # Asked to run again later, or Redis or PostgreSQL was unreachable: not a failure of
+        # the task, so no attempt is counted (an outage must not use up a fan-out chunk's
+        # attempts and lose its posts)
+        later = max(0.0, error.delay) if isinstance(error, RetryTask) else OUTAGE_DELAY
+        text = str(error) if isinstance(error, RetryTask) else f"{type(error).__name__}: {error}"
+        store.finish(lease, text, later, count_attempt=False)
+        log.log(logging.INFO if isinstance(error, RetryTask) else logging.WARNING,
+                "task %d (%s) again in %.1fs: %s", task_id, lease.kind, later, error)
         metrics.TASKS.labels(lease.kind, "retry").inc()
         return "retry"
     if error is None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 
+import redis
+
+from scripts.stack import free_port
+from server.domain.log import ORIGIN
 from server.domain.shards import schema_name
 from server.store.consumers import ConsumerStore
 from tests.helpers import REPO, scrubbed_env, wait_for
@@ -22,6 +26,9 @@ from tests.integration.recording import (
     wait_all_seen,
     workers,
 )
+from workers.advance import Advancer
+from workers.consumers import CONSUMERS
+from workers.context import WorkerContext
 
 SHARD = 2
 OTHER = 9
@@ -115,3 +122,31 @@ def test_undecodable_event_is_parked_not_a_crash_loop(env: Env) -> None:
     finally:
         for p in procs:
             assert p.stop() == 0, p.output.text()
+
+
+def test_a_redis_outage_delays_events_and_parks_none(env: Env) -> None:
+    """Redis unreachable while a worker takes the jobs (restarting: nothing listens on its
+    port) is an outage, not a poison event: the handlers fail on every try, yet nothing is
+    parked, the STOP pair does not stop, no attempt is counted and the checkpoints stay;
+    once Redis is back, the next jobs apply every event in order (the SKIP consumer loses
+    none)."""
+    append(env.store, [(SHARD, Noted(n=i)) for i in range(3)])
+    names = ("recording", "recording_stop")
+    down = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
+    store = ConsumerStore(env.router)
+    for client in (down, env.redis):  # Redis down, then back
+        advancer = Advancer(WorkerContext(env.config, env.router, env.store, client),
+                            CONSUMERS, env.config.workers)
+        try:
+            for name in names:
+                advancer.run(name, SHARD)  # down: tries for the job's budget, then leaves
+        finally:
+            advancer.close()
+        if client is down:
+            for name in names:
+                cp = store.checkpoint(name, SHARD)
+                assert cp is not None and (cp.position, cp.stopped, cp.failures) == (
+                    ORIGIN, False, 0), cp
+            assert store.letters() == []
+    for name in names:
+        assert seen(env.redis, name, SHARD) == log_order(env.store, SHARD, {"TestNoted"})

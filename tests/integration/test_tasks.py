@@ -5,7 +5,9 @@ died runs again elsewhere."""
 from __future__ import annotations
 
 import msgpack
+import redis
 
+from scripts.stack import free_port
 from server.store.tasks import TaskStore
 from tests.helpers import wait_for
 from tests.integration.conftest import Env
@@ -120,6 +122,28 @@ def test_retry_task_does_not_use_up_the_schedule(env: Env) -> None:
     assert state(store, task) == ("pending", 0)
     assert run_task(ctx, task, registry) == "retry" and state(store, task) == ("pending", 1)
     assert run_task(ctx, task, registry) == "failed" and state(store, task) == ("failed", 2)
+
+
+def test_an_outage_uses_up_no_attempt(env: Env) -> None:
+    """A task that meets an unreachable Redis (a real client on a closed port) runs again
+    later without counting an attempt, even for a kind that never retries a failure: an
+    outage must not fail a fan-out chunk for good."""
+    registry = TaskHandlers()
+    gone = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    ran: list[int] = []
+
+    def needs_redis(_ctx: WorkerContext, payload: object) -> None:
+        ran.append(1)
+        if len(ran) <= 2:
+            gone.ping()
+
+    registry.add("t_outage", needs_redis, schedule=lambda _cfg, attempt: None)
+    store = TaskStore(env.router)
+    [task] = store.insert(5, "t_outage", [msgpack.packb({})], grace=60)
+    ctx = WorkerContext(env.config, env.router, env.store, env.redis)
+    assert [run_task(ctx, task, registry) for _ in range(2)] == ["retry"] * 2
+    assert state(store, task) == ("pending", 0)
+    assert run_task(ctx, task, registry) == "done" and state(store, task) == ("done", 1)
 
 
 def test_a_task_whose_worker_died_runs_again_after_its_lease(env: Env) -> None:
