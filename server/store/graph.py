@@ -195,12 +195,17 @@ def fanout_facts_txn(txn: Txn, owners: Sequence[int], most: int
     return out
 
 
-def followers_range(txn: Txn, followee: int, first: int, end: int | None) -> list[int]:
-    """The followee's active followers ``first <= f < end`` (None: no end), ascending."""
+def followers_range(txn: Txn, followee: int, first: int, end: int | None,
+                    ready: int | None = None) -> list[int]:
+    """The followee's active followers ``first <= f < end`` (None: no end), ascending; with
+    ``ready`` (a medium of the followee's), none unless that medium is ready (not deleted)."""
+    schema = schema_name(shard_of(followee))
     rows = txn.fetchall(
-        f"SELECT follower FROM {schema_name(shard_of(followee))}.followers WHERE followee = %s "
-        "AND state = 'active' AND follower >= %s AND follower < %s ORDER BY follower",
-        (followee, first, end if end is not None else 2**63 - 1))
+        f"SELECT follower FROM {schema}.followers WHERE followee = %s "
+        "AND state = 'active' AND follower >= %s AND follower < %s AND (%s::bigint IS NULL "
+        f"OR EXISTS (SELECT 1 FROM {schema}.media WHERE id = %s AND state = 'ready')) "
+        "ORDER BY follower",
+        (followee, first, end if end is not None else 2**63 - 1, ready, ready))
     return [int(r[0]) for r in rows]
 
 

@@ -1,7 +1,8 @@
 """Feeds end to end through the real relay, gearmand and worker processes: a post reaches
 followers within a deadline, likes, comments and activity follow, a deletion vanishes; a
 post to 20,000 followers goes out through chunk tasks; a small account's post is delivered
-while a huge fan-out is still running."""
+while a huge fan-out is still running; a chunk task racing an unfollow or the deletion of
+its medium leaves the medium in no feed it should not be in."""
 
 from __future__ import annotations
 
@@ -11,12 +12,18 @@ from typing import Any
 
 import pytest
 
-from scripts.seed import follow, minted_ids
+from scripts.seed import account, follow, minted_ids, ready_medium
+from server.config import load
 from server.db import Txn
+from server.domain.graph import UserUnfollowed, follow_stream
 from server.domain.ids import shard_of
+from server.domain.log import NewEvent
+from server.domain.media import MediaDeleted, media_stream
+from server.store import graph
 from server.store.consumers import ConsumerStore
 from server.store.feeds import feed_key
 from server.store.tasks import TaskStore
+from tests.drive import Driver
 from tests.helpers import Process, wait_for
 from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
@@ -24,6 +31,7 @@ from tests.integration.mediakit import picture, post_direct, upload
 from tests.integration.recording import relay, workers
 from workers import handlers
 from workers.consumers import CONSUMERS
+from workers.tasks import run_task
 
 SETTINGS = {"SHUTTERLOG_FEEDS_CHUNK_SIZE": "500"}
 SERVICE_ENV = SETTINGS
@@ -133,3 +141,68 @@ def test_fanout_to_20000_followers_and_a_small_account_is_not_delayed(
                              "FROM tasks WHERE kind = 'fanout'")
     assert row is not None
     assert small_at < float(row[0]), (small_at - started, float(row[0]) - started)
+
+
+# --- chunk tasks against unfollows and deletions (driven in-process, a world of their own) ---
+
+
+def chunked_post(env: Env) -> tuple[Driver, int, list[int], int, list[int]]:
+    """An account with 3 followers posts with chunks of 2: (driver, owner, followers,
+    medium, its push tasks, submitted and not run yet)."""
+    driver = Driver(env)
+    driver.ctx.config = load(env=env.vars | {"SHUTTERLOG_FEEDS_CHUNK_SIZE": "2"},
+                             search_default=False)
+    owner = account(env.store, env.router, "chunky")
+    fans = minted_ids(env.router, 3)
+    follow(env.store, [(f, owner) for f in fans])
+    driver.drive("followers", "fanout")
+    media = ready_medium(env.store, env.router, owner)
+    driver.drive("fanout")
+    return driver, owner, fans, media, fanout_tasks(env, owner)
+
+
+def fanout_tasks(env: Env, owner: int, done: list[int] | None = None) -> list[int]:
+    """The owner's shard's fanout tasks, oldest first, but those in ``done``."""
+    rows = env.router.database(shard_of(owner)).run_interaction("tasks", Txn.fetchall,
+        "SELECT id FROM tasks WHERE kind = 'fanout' ORDER BY id")
+    return [int(r[0]) for r in rows if int(r[0]) not in (done or [])]
+
+
+def test_a_chunk_racing_an_unfollow_takes_the_post_back(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A push chunk reads its followers; before it writes, one of them unfollows and the
+    fanout consumer applies it (removing the owner's media from that feed): the chunk's
+    write comes after that removal, so the chunk itself must take the post back out."""
+    driver, owner, fans, media, tasks = chunked_post(env)
+    assert len(tasks) == 2
+    gone = fans[0]
+    real = graph.followers_range
+
+    def racing(txn: Txn, followee: int, first: int, end: int | None,
+               ready: int | None = None) -> list[int]:
+        found = real(txn, followee, first, end, ready)
+        if gone in found:  # meanwhile: the unfollow, applied by the fanout consumer
+            env.store.append(shard_of(gone), follow_stream(gone, owner), [NewEvent(
+                UserUnfollowed(follower=gone, followee=owner), actor=gone)])
+            driver.drive("followers", "fanout")
+            assert env.redis.zscore(feed_key(gone), media) is None
+        return found
+
+    monkeypatch.setattr(graph, "followers_range", racing)
+    assert [run_task(driver.ctx, t) for t in tasks] == ["done", "done"]
+    assert delivered(env, media, fans[1:]) == 2
+    assert env.redis.zscore(feed_key(gone), media) is None, "the unfollower has the post"
+
+
+def test_a_push_chunk_run_after_the_deletion_does_not_bring_the_medium_back(
+        env: Env) -> None:
+    """The medium is deleted and its removal chunks run before its push chunks (which are
+    late: retried, or re-submitted after a lost job): the pushes write nothing."""
+    driver, owner, fans, media, pushes = chunked_post(env)
+    env.store.append(shard_of(owner), media_stream(media), [NewEvent(
+        MediaDeleted(media_id=media, owner=owner), actor=owner)])
+    driver.drive("fanout")
+    removals = fanout_tasks(env, owner, done=pushes)
+    assert len(removals) == 2
+    assert [run_task(driver.ctx, t) for t in removals + pushes] == ["done"] * 4
+    assert delivered(env, media, [owner, *fans]) == 0

@@ -120,11 +120,34 @@ def apply(feeds: FeedStore, op: str, media_id: int, users: list[int]) -> None:
 
 @task_handler("fanout")
 def fanout_chunk(ctx: WorkerContext, payload: Any) -> None:
-    """One chunk of a large fan-out: the followers in [first, end) of the owner."""
+    """One chunk of a large fan-out: the followers in [first, end) of the owner.
+
+    A push reads its followers, then writes their feeds, unordered against the consumer
+    applying an unfollow (``FollowerRemoved``) or the medium's deletion meanwhile, or before
+    (a chunk run again). So it writes nothing once the medium is deleted, and after writing
+    reads its followers again and takes the medium back out of the feeds of those who are
+    no longer followers (all of them if the medium was deleted since). An unfollow or a
+    deletion committed before that second read is seen by it; one committed after it is
+    applied by the consumer after our write, and removes the medium itself."""
+    op, media_id = payload["op"], payload["media"]
+    feeds = feed_store(ctx)
+    followers = _chunk(ctx, payload)
+    apply(feeds, op, media_id, followers)
+    if op == "push" and followers:
+        still = set(_chunk(ctx, payload))
+        left = [f for f in followers if f not in still]
+        if left:
+            feeds.remove([media_id], left)
+            log.info("fanout: %d taken back out of %d feeds (unfollowed or deleted "
+                     "meanwhile)", media_id, len(left))
+
+
+def _chunk(ctx: WorkerContext, payload: Any) -> list[int]:
+    """The followers of a chunk task (of a push: none unless the medium is ready)."""
     owner = payload["owner"]
-    followers = ctx.router.database(shard_of(owner)).run_interaction(
-        "followers", graph.followers_range, owner, payload["first"], payload["end"])
-    apply(feed_store(ctx), payload["op"], payload["media"], followers)
+    ready = payload["media"] if payload["op"] == "push" else None
+    return ctx.router.database(shard_of(owner)).run_interaction(
+        "followers", graph.followers_range, owner, payload["first"], payload["end"], ready)
 
 
 def followers_changed(ctx: WorkerContext, feeds: FeedStore, events: list[RecordedEvent]
