@@ -60,6 +60,14 @@ def scrubbed_env(extra: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SHUTTERLOG_")} | extra
 
 
+def _terminal_signals() -> None:
+    """In the child: SIGINT and SIGQUIT as a terminal's foreground command has them. A test
+    suite started as a shell's background job (``make test &``) ignores both, and a child
+    inherits that: the Ctrl-C tests would then signal a process that cannot hear them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 class Process:
     """A process of ours (``twistd -n shutterlog``, ``shutterlog relay``, ...) under test."""
 
@@ -67,7 +75,7 @@ class Process:
         self.name = name
         self.proc = subprocess.Popen(
             argv, env=scrubbed_env(env), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_terminal_signals,
         )
         assert self.proc.stdout is not None
         self.output = OutputTail(self.proc.stdout)
