@@ -105,7 +105,8 @@ def release_txn(txn: Txn, key: int, shard: int, position: Position) -> bool:
 
 def checkpoint_txn(txn: Txn, consumer: str, shard: int, from_head: bool) -> Checkpoint:
     """The checkpoint of (consumer, shard), created first if missing: at the origin of the
-    log, or at the shard's head for a ``from_head`` consumer."""
+    log, or for a ``from_head`` consumer at the shard's newest event safe to read (below
+    every transaction still open: an event one of them is writing comes after it)."""
     row = txn.fetchone(f"SELECT {_CHECKPOINT} FROM checkpoints WHERE consumer = %s AND shard = %s",
                        (consumer, shard))
     if row is None:
@@ -115,6 +116,7 @@ def checkpoint_txn(txn: Txn, consumer: str, shard: int, from_head: bool) -> Chec
             SELECT %(c)s, %(s)s, coalesce(h.txid, '0'::xid8), coalesce(h.id, 0)
             FROM (SELECT 1) AS one LEFT JOIN LATERAL (
                 SELECT txid, id FROM events WHERE shard = %(s)s AND %(head)s
+                  AND txid < pg_snapshot_xmin(pg_current_snapshot())
                 ORDER BY txid DESC, id DESC LIMIT 1
             ) AS h ON true
             ON CONFLICT DO NOTHING

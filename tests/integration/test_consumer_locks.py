@@ -12,7 +12,7 @@ import pytest
 
 from server.db import Txn
 from server.domain.checkpoints import lock_key
-from server.domain.log import ORIGIN
+from server.domain.log import ORIGIN, AppendRequest, NewEvent
 from server.store import consumers as cstore
 from tests.integration.conftest import Env
 from tests.integration.recording import Noted, append
@@ -94,3 +94,23 @@ def test_a_short_page_without_lookahead_leaves_the_look_to_the_caller(
         assert len(full.events) == 1 and full.more, "the default looks ahead"
         empty = env.store.read_page_txn(txn, SHARD, short.next, 10, lookahead=False)
         assert empty.events == [] and empty.scanned == 0 and empty.more
+
+
+def test_a_checkpoint_at_the_head_misses_no_event_of_a_transaction_still_open(
+        env: Env, sessions: tuple[Txn, Txn]) -> None:
+    """A ``from_head`` consumer's checkpoint is made at the newest event safe to read: an
+    event whose transaction is still open then (so its position is below a newer committed
+    event's) comes after the checkpoint once it commits, and is applied."""
+    a, _ = sessions
+    older = env.router.database(SHARD).connect()
+    try:
+        late = AppendRequest(SHARD, f"note:late:{SHARD}", (NewEvent(Noted(n=1)),))
+        env.store.append_txn(Txn(older.cursor()), [late])  # written, not committed
+        append(env.store, [(SHARD, Noted(n=2))])  # a newer transaction, committed
+        made = cstore.lock_txn(a, KEY, NAME, SHARD, from_head=True)
+        assert made is not None
+        older.commit()
+    finally:
+        older.close()
+    page = env.store.read_page(SHARD, made.position)
+    assert sorted(e.data.n for e in page.events) == [1, 2]  # type: ignore[attr-defined]
