@@ -143,11 +143,10 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         loc = location(call)
         p = call.params
         lo = geo_params(geo.parse_timestamp_ms, p["min_timestamp"], "min_timestamp")
-        hi = geo_params(geo.parse_timestamp_ms, p["max_timestamp"], "max_timestamp")
+        hi = geo_params(geo.parse_timestamp_ms, p["max_timestamp"], "max_timestamp", True)
         count = p["count"]
         ids = places.location_media(ctx.router, loc.id, id_param(call, "max_id"),
-                                    id_param(call, "min_id"), lo,
-                                    hi + 999 if hi is not None else None, count + 1)
+                                    id_param(call, "min_id"), lo, hi, count + 1)
         follows, blocks = relations(call)
         page = ids[:count]
         pagination: dict[str, Any] = {}

@@ -211,13 +211,12 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
                     raise not_allowed()
         try:
             lo = parse_timestamp_ms(call.params["min_timestamp"], "min_timestamp")
-            hi = parse_timestamp_ms(call.params["max_timestamp"], "max_timestamp")
+            hi = parse_timestamp_ms(call.params["max_timestamp"], "max_timestamp", end=True)
         except GeoValueError as e:
             raise invalid(str(e)) from None
         ids = ctx.router.database(shard_of(owner)).run_interaction(
             "owner_media", store.owner_page, owner, id_param(call, "max_id"),
-            id_param(call, "min_id"), lo, hi + 999 if hi is not None else None,
-            call.params["count"] + 1, mine)
+            id_param(call, "min_id"), lo, hi, call.params["count"] + 1, mine)
         return media_page(call, ids, follows={owner} if not mine else set())
 
     @api.endpoint("GET", "/v1/users/self/media/liked", "The media the caller liked",

@@ -108,16 +108,17 @@ def _integer(value: Any, param: str, expected: str) -> int:
     return int(value)
 
 
-def parse_timestamp_ms(value: Any, param: str) -> int | None:
+def parse_timestamp_ms(value: Any, param: str, end: bool = False) -> int | None:
     """A Unix timestamp in whole seconds (the API's ``min_timestamp``) as milliseconds, or
-    None when absent."""
+    None when absent; ``end`` (a ``max_timestamp``: at or before that second): its last
+    millisecond."""
     if value is None or value == "":
         return None
     expected = "a Unix timestamp in seconds (0 or more)"
     seconds = _integer(value, param, expected)
     if not 0 <= seconds <= 2**42:
         raise GeoValueError(param, f"must be {expected}, got {value!r}")
-    return seconds * 1000
+    return seconds * 1000 + (999 if end else 0)
 
 
 def parse_count(value: Any, param: str = "count") -> int:
@@ -231,7 +232,7 @@ def search_query(
         lng=parse_longitude(lng),
         radius_m=parse_distance(distance_m),
         min_ms=parse_timestamp_ms(min_timestamp, "min_timestamp"),
-        max_ms=parse_timestamp_ms(max_timestamp, "max_timestamp"),
+        max_ms=parse_timestamp_ms(max_timestamp, "max_timestamp", end=True),
         limit=parse_count(count),
         order=order,
     )

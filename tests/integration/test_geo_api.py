@@ -133,6 +133,27 @@ def test_defaults_and_limits_of_media_search(api: Api) -> None:
     assert search(api, token, lat=here[0], lng=here[1]) == sorted(many, reverse=True)[:20]
 
 
+def test_max_timestamp_takes_in_the_whole_second(api: Api) -> None:
+    """A medium created at second T (its created_time) is posted "at or before" T: search
+    and its owner's recent media both find it with min_timestamp and max_timestamp both T
+    (the second's last milliseconds count, not only its first)."""
+    owner, token = api.user()
+    spot = (EQUATOR[0] - 2.0, EQUATOR[1] + 2.0)
+    while True:  # one created after the second's first millisecond (999 times in 1,000)
+        mid = ready_medium(api.env.store, api.env.router, int(owner["id"]), place=spot)
+        settle(api.env)
+        if places.placed(api.env.router, [mid])[mid].created_ms % 1000:
+            break
+        api.http.delete(f"/v1/media/{mid}", headers={"Authorization": f"Bearer {token}"})
+        settle(api.env)
+    t = int(api.get(f"/v1/media/{mid}", token).json()["data"]["created_time"])
+    at_t = {"min_timestamp": t, "max_timestamp": t}
+    assert search(api, token, lat=spot[0], lng=spot[1], **at_t) == [mid]
+    r = api.get(f"/v1/users/{owner['id']}/media/recent", token, **at_t)
+    assert [int(m["id"]) for m in r.json()["data"]] == [mid]
+    assert search(api, token, lat=spot[0], lng=spot[1], max_timestamp=t - 1) == []
+
+
 def test_deleted_private_and_blocked_media_are_never_found(api: Api, geo_index: IGeoIndex
                                                            ) -> None:
     """Deleted media leave search at once (the read checks the row) and the index after the

@@ -74,6 +74,9 @@ def test_count_and_timestamps() -> None:
             parse_count(bad)
     assert parse_timestamp_ms("1700000000", "min_timestamp") == 1_700_000_000_000
     assert parse_timestamp_ms(None, "min_timestamp") is None
+    # a max_timestamp is "at or before" that second: its last millisecond
+    assert parse_timestamp_ms("1700000000", "max_timestamp", end=True) == 1_700_000_000_999
+    assert search_query(0, 0, max_timestamp="1700000000").max_ms == 1_700_000_000_999
     for bad in ("-1", "1.5", "soon"):
         with pytest.raises(GeoValueError, match="^max_timestamp must be a Unix timestamp"):
             parse_timestamp_ms(bad, "max_timestamp")
