@@ -101,12 +101,13 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
             rules.check_device(p["platform"], p["token"], p["app"], p["locale"])
         except DeviceError as e:
             raise invalid(str(e)) from None
-        digest = hashlib.sha256(p["token"].encode()).hexdigest()[:16]
+        token = rules.canonical_token(p["token"]) if p["platform"] == "ios" else p["token"]
+        digest = hashlib.sha256(token.encode()).hexdigest()[:16]
         key = call.idempotency_key(f"u{call.user_id}:{digest}")
-        shard = token_shard(p["token"])
+        shard = token_shard(token)
         device = ctx.router.database(shard).run_interaction(
             "register_device", register_txn, ctx.store, shard, call.user_id, p["platform"],
-            p["token"], p["app"], p["locale"], key)
+            token, p["app"], p["locale"], key)
         return Reply(device_json(device))
 
     @api.endpoint("GET", "/v1/users/self/devices", "The caller's registered devices",
@@ -119,10 +120,10 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         scope="basic", tag="push", data={"type": "null"},
         params=(Param("token", where="path", required=True, max_length=rules.TOKEN_MAX),),
         description="Appends DeviceUnregistered (reason user). A token that is not the "
-        "caller's: 404.",
+        "caller's: 404. An APNs token's case does not matter.",
     )
     def unregister(call: Call) -> Reply:
-        token = call.params["token"]
+        token = rules.canonical_token(call.params["token"])
         shard = token_shard(token)
         ctx.router.database(shard).run_interaction(
             "unregister_device", unregister_txn, ctx.store, shard, call.user_id, token)

@@ -74,6 +74,16 @@ class Device:
     registered_ms: int
 
 
+def canonical_token(token: str) -> str:
+    """The one spelling of a device token: an APNs token (hexadecimal digits, 64 or more) is
+    bytes written in hex, so its case means nothing and it is lower-cased (one phone, one
+    shard, stream and row, however the app wrote it); an FCM token, whose case matters, is
+    kept as given."""
+    if len(token) >= 64 and _IOS_TOKEN.fullmatch(token):
+        return token.lower()
+    return token
+
+
 def token_shard(token: str, shard_count: int) -> int:
     """The logical shard holding ``token``'s stream and claim (fixed, unlike ``hash()``)."""
     return int.from_bytes(hashlib.sha256(token.encode()).digest()[:8], "big") % shard_count

@@ -98,6 +98,25 @@ def test_a_token_moves_to_its_newest_owner(api: Api) -> None:
     assert [d["token"] for d in devices(api, tb)] == [device]
 
 
+def test_an_apns_token_is_one_device_in_any_case(api: Api) -> None:
+    """An APNs token is hex: "AB12.." and "ab12.." are one phone. Registered by A in upper
+    case and by B in lower case it moves to B; one user registering both spellings has
+    one device; it is listed, and removed, in lower case (an FCM token keeps its case)."""
+    (_, ta), (_, tb) = api.user(), api.user()
+    device = ios_token()
+    assert register(api, ta, device.upper()).status_code == 200
+    assert register(api, tb, device).status_code == 200
+    assert devices(api, ta) == []
+    assert register(api, tb, device.upper()).status_code == 200
+    assert [d["token"] for d in devices(api, tb)] == [device]
+    r = api.http.delete(f"{DEVICES}/{device.upper()}", headers={"Authorization": f"Bearer {tb}"})
+    assert r.status_code == 200, r.text
+    assert devices(api, tb) == []
+    android = "fcm:" + "Ab" * 40
+    assert register(api, tb, android, "android").status_code == 200
+    assert [d["token"] for d in devices(api, tb)] == [android]
+
+
 def test_registering_again_is_recorded_and_idempotency_key_replays(api: Api) -> None:
     """Each registration appends (its time matters for dead-token reports); a retry with the
     same Idempotency-Key appends nothing more."""
