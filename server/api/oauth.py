@@ -183,7 +183,10 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         if p["response_type"] == "token":
             token = ctx.tokens.issue(user_id, client.client_id, scope, client.require_signed)
             return redirect(uri, {"access_token": token, "state": state}, fragment=True)
-        code = ctx.tokens.new_code(Grant(user_id, client.client_id, uri, scope))
+        # The code remembers the redirect URI as the request gave it ("" for none: the
+        # registered one was used), which the exchange must repeat (RFC 6749, 4.1.3)
+        code = ctx.tokens.new_code(Grant(user_id, client.client_id, p["redirect_uri"] or "",
+                                         scope))
         return redirect(uri, {"code": code, "state": state})
 
     @api.endpoint(
@@ -217,7 +220,10 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
             grant = ctx.tokens.take_code(p["code"]) if p["code"] else None
             if grant is None or grant.client_id != client.client_id:
                 raise oauth_error("Matching code was not found or was already used.")
-            if p["redirect_uri"] != grant.redirect_uri:
+            # the URI the authorization request gave, or none (or the registered one) if
+            # it gave none
+            allowed = {grant.redirect_uri} if grant.redirect_uri else {"", client.redirect_uri}
+            if p["redirect_uri"] not in allowed:
                 raise oauth_error("Redirect URI doesn't match original redirect URI")
             user_id, scope = grant.user_id, grant.scope
         else:

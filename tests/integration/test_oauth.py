@@ -25,11 +25,12 @@ def form_fields(html: str) -> dict[str, str]:
 
 
 def authorize(api: Api, client: httpx.Client, client_id: str, response_type: str = "code",
-              scope: str = "basic likes", state: str = "xyz") -> dict[str, str]:
+              scope: str = "basic likes", state: str = "xyz",
+              redirect_uri: str | None = REDIRECT) -> dict[str, str]:
     """Walk the authorize page as a browser: login page, log in, consent page; returns the
-    consent form's fields."""
-    params = {"client_id": client_id, "redirect_uri": REDIRECT,
-              "response_type": response_type, "scope": scope, "state": state}
+    consent form's fields (``redirect_uri`` None: the request gives none)."""
+    params = {"client_id": client_id, "response_type": response_type, "scope": scope,
+              "state": state} | ({"redirect_uri": redirect_uri} if redirect_uri else {})
     r = client.get("/oauth/authorize", params=params)
     assert r.status_code == 200 and "Log in" in r.text, r.text
     assert r.headers["x-frame-options"] == "DENY"
@@ -75,6 +76,33 @@ def test_authorization_code_flow_end_to_end(api: Api) -> None:
     # the granted scopes: basic and likes, not relationships
     r = api.post(f"/v1/users/{user['id']}/relationship", token, action="follow")
     assert r.json()["meta"]["error_type"] == "OAuthPermissionsException"
+
+
+def test_a_code_is_exchanged_with_the_redirect_uri_its_request_gave(api: Api) -> None:
+    """RFC 6749, 4.1.3: the exchange repeats the authorization request's redirect_uri if it
+    gave one (leaving it out is refused), and may leave it out if it gave none."""
+    client_id, secret = api.create_app(REDIRECT)
+
+    def code(redirect_uri: str | None) -> str:
+        user = api.signup()
+        with httpx.Client(base_url=api.service.base) as browser:
+            fields = authorize(api, browser, client_id, redirect_uri=redirect_uri)
+            consent = login(api, browser, fields, user["username"])
+            r = browser.post("/oauth/authorize", data=form_fields(consent) | {"step": "allow"})
+        assert r.status_code == 302, r.text
+        assert r.headers["location"].startswith(REDIRECT + "?")
+        return parse_qs(urlsplit(r.headers["location"]).query)["code"][0]
+
+    def exchange(code: str, **redirect: str) -> httpx.Response:
+        return api.http.post("/oauth/access_token", data={
+            "client_id": client_id, "client_secret": secret,
+            "grant_type": "authorization_code", "code": code} | redirect)
+
+    assert exchange(code(None)).status_code == 200
+    assert exchange(code(None), redirect_uri=REDIRECT).status_code == 200
+    refused = exchange(code(REDIRECT))
+    assert refused.status_code == 400 and "Redirect URI" in refused.text
+    assert exchange(code(REDIRECT), redirect_uri=REDIRECT).status_code == 200
 
 
 def test_implicit_flow_and_deny(api: Api) -> None:
