@@ -13,6 +13,7 @@ and sets ``X-Ratelimit-Limit``/``X-Ratelimit-Remaining`` on every answer, errors
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Callable
@@ -153,13 +154,18 @@ class Call:
 
     def idempotency_key(self, principal: str) -> str | None:
         """The request's ``Idempotency-Key`` scoped to ``principal`` (a user, an app, a
-        username being claimed) and to this method and path, so two different requests never
-        share a key and a retry of one always finds it."""
+        username being claimed) and to this method, path and parameters, so a retry of one
+        request always finds it and two different requests never share it: the same key sent
+        with other parameters is another request, never answered with the first one's result
+        (a sign-up with another password, a token grant for another user). The parameters
+        may hold a password: they are digested with the service's secret."""
         key = self.raw.idempotency_key
         if key is None:
             return None
-        scope = f"{self.raw.method} {self.raw.path} {key}".encode()
-        return f"{principal}:{hashlib.sha256(scope).hexdigest()[:40]}"
+        params = json.dumps(self.params, sort_keys=True, default=str, separators=(",", ":"))
+        scope = f"idempotency\0{self.raw.method} {self.raw.path} {key}\0{params}".encode()
+        digest = hmac.new(self.ctx.config.secrets.key.encode(), scope, hashlib.sha256)
+        return f"{principal}:{digest.hexdigest()[:40]}"
 
 
 #: The attribute of a Klein app listing its declared endpoints (for the OpenAPI document).

@@ -87,7 +87,7 @@ def test_sign_up_race_has_exactly_one_winner(api: Api) -> None:
 
 def test_sign_up_retry_with_idempotency_key(api: Api) -> None:
     """A retried sign-up with the same Idempotency-Key returns the first user and appends
-    nothing; without the key it is a duplicate."""
+    nothing; without the key, or with it and another password, it is a duplicate."""
     name = api.name()
     body = {"username": name, "password": PASSWORD, "full_name": "I"}
     key = {"Idempotency-Key": "signup-123"}
@@ -99,6 +99,9 @@ def test_sign_up_retry_with_idempotency_key(api: Api) -> None:
     shard = shard_of(int(first.json()["data"]["id"]))
     assert len(api.env.store.read_stream(shard, stream)) == 1
     assert api.http.post("/v1/users", data=body).status_code == 400
+    # the same key with another password is another request: the name is taken
+    other = api.http.post("/v1/users", data=body | {"password": PASSWORD + "x"}, headers=key)
+    assert other.status_code == 400 and "taken" in other.json()["meta"]["error_message"]
 
 
 def test_get_users(api: Api) -> None:
