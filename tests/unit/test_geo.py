@@ -85,7 +85,7 @@ def test_count_and_timestamps() -> None:
 def test_search_query_from_request_parameters() -> None:
     """The API's raw parameters make a GeoQuery; the first bad one is named."""
     q = search_query("48.85", "2.35", "250", "1700000000", "1700000100", "5")
-    assert q == GeoQuery(48.85, 2.35, 250.0, 1_700_000_000_000, 1_700_000_100_000, 5, "time")
+    assert q == GeoQuery(48.85, 2.35, 250.0, 1_700_000_000_000, 1_700_000_100_999, 5, "time")
     assert search_query(0, 0) == GeoQuery(0.0, 0.0, 1000.0, None, None, 20, "time")
     with pytest.raises(GeoValueError) as e:
         search_query("48.85", "east")
