@@ -131,11 +131,13 @@ def test_output_bar_on_a_terminal_lines_otherwise_json_on_demand() -> None:
     js = io.StringIO()
     j = Output(True, err=io.StringIO(), out=js)
     j.progress(Progress(10, 10, 1.0))
-    j.summary([{"projection": "tags", "differences": [], "events": 1}])
+    j.summary([{"projection": "tags", "differences": [], "differences_found": 3,
+                "events": 1}])
     lines = [json.loads(x) for x in js.getvalue().splitlines()]
     assert lines[0]["type"] == "progress" and lines[0]["done"] == 10
     assert lines[1] == {"type": "summary", "projections": [
-        {"projection": "tags", "differences": [], "events": 1}], "differences": 0}
+        {"projection": "tags", "differences": [], "differences_found": 3, "events": 1}],
+        "differences": 3}  # all of them, however few are printed
 
 
 def test_fold_edges_keeps_the_creating_event_like_set_edge() -> None:
