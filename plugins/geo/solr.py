@@ -33,15 +33,17 @@ field read back; the atomic update sends one field.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pysolr
+import requests
 
 from zope.interface import implementer
 
-from plugins.geo import chunks
+from plugins.geo import GeoUnavailable, chunks
 from server.config import Config
 from server.domain.geo import (
     DEFAULT_NAMESPACE,
@@ -60,15 +62,41 @@ CATALOG_ID = "_catalog"
 #: Documents per update request of ``bulk_load`` and per cursor page of visibility changes.
 BATCH = 5_000
 _ATTEMPTS = 5  # optimistic-concurrency retries of catalog writes and visibility changes
+#: What a Solr that cannot answer now raises inside pysolr, and the statuses it (or a proxy
+#: in front of it) answers then.
+_UNREACHABLE = (requests.ConnectionError, requests.Timeout)
+_UNAVAILABLE_STATUSES = {502, 503, 504}
+_STATUS = re.compile(r"Solr responded with an error \(HTTP (\d+)\)")
+
+
+def _status(error: pysolr.SolrError) -> int | None:
+    """The HTTP status of a Solr error answer (pysolr only puts it in the message)."""
+    match = _STATUS.match(str(error))
+    return int(match.group(1)) if match else None
 
 
 def _conflict(error: pysolr.SolrError) -> bool:
-    return "(HTTP 409)" in str(error)
+    return _status(error) == 409
+
+
+class _Solr(pysolr.Solr):
+    """pysolr's client, raising ``GeoUnavailable`` when Solr cannot be reached or answers
+    that it cannot serve now; a refusal (400 for a bad document, 409) stays a SolrError.
+    pysolr wraps connection failures and timeouts in a bare SolrError (the requests error is
+    its ``__context__``); every request goes through ``_send_request``, cursor pages too."""
+
+    def _send_request(self, *args: Any, **kwargs: Any) -> str:
+        try:
+            return super()._send_request(*args, **kwargs)
+        except pysolr.SolrError as e:
+            if isinstance(e.__context__, _UNREACHABLE) or _status(e) in _UNAVAILABLE_STATUSES:
+                raise GeoUnavailable(f"Solr is unavailable: {e}") from e
+            raise
 
 
 def solr_client(url: str, timeout_ms: int) -> pysolr.Solr:
     """A pysolr client for the core at ``url``; credentials in the URL become basic auth, so
-    they are never logged with the URL."""
+    they are never logged with the URL. Solr unreachable raises ``GeoUnavailable``."""
     parts = urlsplit(url)
     auth = None
     if parts.username is not None:
@@ -77,7 +105,7 @@ def solr_client(url: str, timeout_ms: int) -> pysolr.Solr:
         if parts.port:
             netloc += f":{parts.port}"
         url = urlunsplit(parts._replace(netloc=netloc))
-    return pysolr.Solr(url.rstrip("/"), timeout=timeout_ms / 1000, auth=auth, always_commit=False)
+    return _Solr(url.rstrip("/"), timeout=timeout_ms / 1000, auth=auth, always_commit=False)
 
 
 def document(namespace: str, p: GeoPoint) -> dict[str, Any]:

@@ -1,12 +1,14 @@
-"""What every HTTP share target shares: calls that turn failures into outcomes, the reading of
-a service's error message, media bytes, and logs that never carry a credential."""
+"""What every HTTP share target shares: calls that turn failures into outcomes, answers read
+within a size limit, the reading of a service's error message, media bytes, and logs that
+never carry a credential."""
 
 from __future__ import annotations
 
 import logging
 import mimetypes
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -28,6 +30,22 @@ log = logging.getLogger("plugins.shareout")
 
 MB = 1024 * 1024
 T = TypeVar("T")
+
+#: The most of an answer a target reads, decoded. Services answer a few KiB of JSON; a user's
+#: Mastodon instance or webhook could answer a few hundred bytes of gzip inflating to GiB.
+ANSWER_LIMIT = MB
+#: The encodings asked for, and inflated piece by piece (zlib's ``wbits`` for each).
+ACCEPT_ENCODING = "gzip, deflate"
+_WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+_PIECE = 64 * 1024  # the most one inflate step outputs
+
+
+class UnreadableAnswer(Exception):
+    """An answer not read: in an encoding not asked for, corrupt, or too large."""
+
+
+class AnswerTooLarge(UnreadableAnswer):
+    """An answer larger than allowed, once decoded."""
 
 
 class Stop(Exception):
@@ -97,6 +115,8 @@ class HTTPTarget:
             outcome = Failed("too many redirects")
         except httpx.TransportError as e:  # timeouts, connection failures, broken answers
             outcome = RetryLater(f"network: {type(e).__name__}")
+        except UnreadableAnswer as e:  # the service may have acted: retry with the same key
+            outcome = RetryLater(f"unreadable answer: {e}")
         log.info("%s %s: %s", self.name, operation, outcome)
         return outcome
 
@@ -110,10 +130,22 @@ class HTTPTarget:
         **kwargs: Any,
     ) -> httpx.Response:
         """One call; a status outside ``ok`` stops the operation with its outcome."""
-        response = self.http.request(method, url, **kwargs)
+        response = self.call(method, url, **kwargs)
         if response.status_code not in ok:
             raise Stop(self.failure(response, credentials))
         return response
+
+    def call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request (``httpx.Client.request``'s arguments), its answer read whole and
+        decoded but refused (``AnswerTooLarge``) beyond ``ANSWER_LIMIT`` bytes: every answer a
+        target reads comes through here, never through httpx's unbounded decoding."""
+        headers = {**(kwargs.pop("headers", None) or {}), "Accept-Encoding": ACCEPT_ENCODING}
+        with self.http.stream(method, url, headers=headers, **kwargs) as response:
+            body = bounded_body(response, ANSWER_LIMIT)
+        decoded = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length")]
+        return httpx.Response(response.status_code, headers=decoded, content=body,
+                              request=response.request)
 
     def failure(self, response: httpx.Response, credentials: Credentials) -> Outcome:
         """The outcome of an unexpected answer (targets refine it for their services)."""
@@ -159,16 +191,51 @@ class HTTPTarget:
             if len(data) > limit:
                 raise too_big
             return data
-        with self.http.stream("GET", request.media.url) as response:
+        with self.http.stream("GET", request.media.url,
+                              headers={"Accept-Encoding": ACCEPT_ENCODING}) as response:
             if response.status_code != 200:
                 raise Stop(outcome_for_status(response.status_code, "fetching the medium"))
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise too_big
-                chunks.append(chunk)
-        return b"".join(chunks)
+            try:
+                return bounded_body(response, limit)
+            except AnswerTooLarge:
+                raise too_big from None
+
+
+def bounded_body(response: httpx.Response, limit: int) -> bytes:
+    """The body of a streamed ``response``, decoded; ``AnswerTooLarge`` beyond ``limit`` bytes.
+    Raw bytes are inflated a piece at a time, so memory holds ``limit`` and a few pieces
+    whatever the compression ratio (httpx inflates each read whole, without a bound)."""
+    pieces: Iterable[bytes] = response.iter_raw()
+    for coding in reversed(response.headers.get_list("content-encoding", split_commas=True)):
+        coding = coding.lower()
+        if coding in ("", "identity"):
+            continue
+        if coding not in _WBITS:
+            raise UnreadableAnswer(f"an encoding not asked for ({coding})")
+        pieces = _inflated(pieces, _WBITS[coding])
+    chunks, size = [], 0
+    for piece in pieces:
+        size += len(piece)
+        if size > limit:
+            raise AnswerTooLarge(f"more than {limit} bytes once decoded")
+        chunks.append(piece)
+    return b"".join(chunks)
+
+
+def _inflated(pieces: Iterable[bytes], wbits: int) -> Iterator[bytes]:
+    """``pieces`` inflated by zlib (``wbits`` says the format), at most ``_PIECE`` bytes at a
+    time: input that would inflate further waits in ``unconsumed_tail``."""
+    inflater = zlib.decompressobj(wbits)
+    try:
+        for data in pieces:
+            while True:
+                out = inflater.decompress(data, _PIECE)
+                data = inflater.unconsumed_tail
+                yield out
+                if not data and len(out) < _PIECE:  # all input in, all output out
+                    break
+    except zlib.error as e:
+        raise UnreadableAnswer(f"corrupt compressed data ({e})") from None
 
 
 def json_of(response: httpx.Response) -> dict[str, Any]:

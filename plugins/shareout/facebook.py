@@ -119,7 +119,7 @@ class FacebookTarget(HTTPTarget):
         return Posted(str(body["id"]), f"{self.web}/{body.get('post_id') or body['id']}")
 
     def _delete(self, remote_id: str, credentials: Credentials) -> Outcome:
-        r = self.http.delete(f"{self.graph}/{remote_id}", headers=self._auth(credentials))
+        r = self.call("DELETE", f"{self.graph}/{remote_id}", headers=self._auth(credentials))
         if r.status_code == 200:
             return Deleted(remote_id)
         outcome = self.failure(r, credentials)

@@ -90,7 +90,7 @@ class MastodonTarget(HTTPTarget):
                       ok=(200,), headers=auth)
         )
         learned: dict[str, str] = {}
-        instance = self.http.get(f"{base}/api/v2/instance", headers=auth)
+        instance = self.call("GET", f"{base}/api/v2/instance", headers=auth)
         if instance.status_code == 200:
             statuses = json_of(instance).get("configuration", {}).get("statuses", {})
             if isinstance(statuses.get("max_characters"), int):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
@@ -13,12 +14,13 @@ from typing import Any
 import pysolr
 import pytest
 
-from plugins.geo import open_index
+from plugins.geo import GeoUnavailable, open_index
 from plugins.geo.solr import CATALOG_ID, SolrGeoIndex, solr_client
 from scripts.fakes.solr import FakeSolr, Recorded
 from server.config import load
 from server.domain.geo import GeoPoint, GeoQuery
 from tests.helpers import wait_for
+from workers.advance import outage
 
 P1 = GeoPoint(1, 10, 48.85, 2.35, 1000, location_id=7)
 P2 = GeoPoint(2, 11, 48.851, 2.351, 2000, hidden=True)
@@ -253,6 +255,35 @@ def test_the_local_server_refuses_what_solr_refuses(fake: FakeSolr) -> None:
     with pytest.raises(pysolr.SolrError, match="HTTP 409"):
         client.add([{"id": "never-added", "hidden": {"set": True}, "_version_": 1}])
     assert fake.core.latest == {}
+
+
+def test_a_solr_that_cannot_answer_is_an_outage_and_a_refusal_is_not(
+        fake: FakeSolr, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Solr stopped (connection refused), not answering within the timeout, or answering 503
+    raises GeoUnavailable, which the worker pool waits out as an outage (no event parked); a
+    document Solr refuses (400) stays a SolrError, a failure of the event."""
+    with pytest.raises(pysolr.SolrError, match=r"\(HTTP 400\)") as refused:
+        solr_client(fake.url, 5000).add([{"id": "x", "caption": "hello"}])
+    assert not isinstance(refused.value, GeoUnavailable) and not outage(refused.value)
+    stopped = FakeSolr()
+    url = stopped.start()
+    stopped.stop()
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never answers
+        silent_url = f"http://127.0.0.1:{silent.getsockname()[1]}/solr/shutterlog_geo"
+        cases = [(SolrGeoIndex(solr_client(url, 5000)), "Failed to connect"),
+                 (SolrGeoIndex(solr_client(silent_url, 100)), "timed out")]
+        for index, why in cases:
+            with pytest.raises(GeoUnavailable, match=why) as down:
+                index.upsert([P1])
+            assert outage(down.value)
+    monkeypatch.setattr(fake, "handle", lambda *request: (503, {"error": {
+        "msg": "no servers hosting shard", "code": 503}}))
+    index = SolrGeoIndex(solr_client(fake.url, 5000))
+    for call in (lambda: index.upsert([P1]), lambda: index.set_owner_hidden(10, True),
+                 index.count):
+        with pytest.raises(GeoUnavailable, match=r"\(HTTP 503\)") as busy:
+            call()
+        assert outage(busy.value)
 
 
 def test_a_long_list_of_allowed_owners_is_posted(fake: FakeSolr) -> None:

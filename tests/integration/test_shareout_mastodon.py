@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from tests.fakes.shareout import (
     jpeg,
     share_request,
 )
+from tests.integration.test_outbound import gzipped
 
 TOKEN = "mastodon-user-token-5f1e"
 
@@ -157,6 +159,32 @@ def test_delete_removes_the_status_and_tolerates_it_being_gone(fake, target, tmp
     assert target.delete(posted.remote_id, creds(fake)) == Deleted(posted.remote_id)
     assert posted.remote_id not in fake.statuses
     assert target.delete(posted.remote_id, creds(fake)) == Deleted(posted.remote_id, True)
+
+
+def test_a_compressed_bomb_is_never_inflated_and_gzip_answers_are_read(fake, target, tmp_path):
+    """An instance answering a few hundred bytes gzipped twice that stand for 64 MiB of
+    zeros fails the call with a retry (a status may exist: the idempotency key covers the
+    redo), having allocated a few MiB at most; an answer gzipped once, as instances may, is
+    read. Every call asks for gzip or deflate only."""
+    bomb = Reply(200, body=gzipped([gzipped(bytes(1 << 20) for _ in range(64))]),
+                 headers={"Content-Type": "application/json", "Content-Encoding": "gzip, gzip"})
+    for method, path in [("GET", "/api/v1/accounts/verify_credentials"),
+                         ("DELETE", "/api/v1/statuses/1"), ("POST", "/api/v1/statuses")]:
+        fake.script(method, path, bomb)
+    tracemalloc.start()
+    try:
+        outcomes = [target.verify(creds(fake)), target.delete("1", creds(fake))]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak >> 20} MiB allocated for a {len(bomb.body)} B answer"
+    outcomes.append(target.post(share_request("mastodon", jpeg(tmp_path / "p.jpg")), creds(fake)))
+    assert outcomes == [RetryLater("unreadable answer: more than 1048576 bytes once decoded")] * 3
+    fake.script("GET", "/api/v1/accounts/verify_credentials",
+                Reply(200, body=gzipped([b'{"acct": "bob"}']),
+                      headers={"Content-Encoding": "gzip"}))
+    assert target.verify(creds(fake)) == Verified("@bob", {"max_characters": "500"})
+    assert {r.header("Accept-Encoding") for r in fake.requests} == {"gzip, deflate"}
 
 
 def test_verify_learns_the_instance_limit(fake, target) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -30,6 +31,7 @@ from tests.fakes.shareout import (
     share_request,
 )
 from tests.fakes.twitter import FakeTwitter, problem, tweet_length
+from tests.integration.test_outbound import gzipped
 
 TOKEN = "x-oauth2-user-token-9b7d"
 CREDS = Credentials({"access_token": TOKEN})
@@ -159,6 +161,29 @@ def test_media_is_fetched_from_its_url_when_there_is_no_file(fake, target, tmp_p
     assert isinstance(outcome, Posted)
     (media_id,) = fake.tweets[outcome.remote_id]["media_ids"]
     assert fake.uploads[media_id]["data"] == photo
+
+
+def test_an_encoded_medium_is_inflated_within_the_limit(fake, tmp_path) -> None:
+    """A medium served gzipped is inflated; one inflating beyond the image limit (64 MiB of
+    zeros in 64 KiB) fails as too big, having allocated a few MiB at most."""
+    photo = jpeg(tmp_path / "p.jpg").read_bytes()
+    bomb = gzipped(bytes(1 << 20) for _ in range(64))
+    for name, body in [("p", gzipped([photo])), ("bomb", bomb)]:
+        fake.route("GET", f"/cdn/{name}.jpg", lambda r, body=body: Reply(
+            200, body=body, headers={"Content-Type": "image/jpeg", "Content-Encoding": "gzip"}))
+    small = TwitterTarget(client(), fake.url, image_limit=1 << 20)
+    posted = small.post(share_request("twitter", None, media_url=f"{fake.url}/cdn/p.jpg"), CREDS)
+    assert isinstance(posted, Posted)
+    assert fake.uploads[fake.tweets[posted.remote_id]["media_ids"][0]]["data"] == photo
+    tracemalloc.start()
+    try:
+        outcome = small.post(share_request("twitter", None, media_url=f"{fake.url}/cdn/bomb.jpg"),
+                             CREDS)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak >> 20} MiB allocated"
+    assert outcome == Failed("the medium exceeds twitter's limit of 1 MB")
 
 
 def test_oversized_media_fails_before_uploading(fake, tmp_path) -> None:

@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 
 import httpx
@@ -29,6 +30,7 @@ from tests.fakes.http import Reply
 from tests.fakes.shareout import LOOPBACK, PERMALINK, assert_no_secret_logged, client, share_request
 from tests.fakes.webhook import FakeReceiver
 from tests.helpers import REPO
+from tests.integration.test_outbound import gzipped
 
 SECRET = "whsec-0123456789abcdef"
 
@@ -96,6 +98,28 @@ def test_wrong_secret_and_gone_receiver_kill_the_link(receiver, target, caplog) 
     assert target.post(share_request("webhook", None), creds(receiver)) == Failed(
         "HTTP 422: no thanks")
     assert_no_secret_logged(caplog.records, SECRET, "another-secret-xyz")
+
+
+def test_answers_are_decoded_within_a_limit(receiver, target) -> None:
+    """A receiver's gzip or deflate answer is read (its id and url are the remote post's);
+    one inflating beyond 1 MiB, corrupt, or in an encoding not asked for is not read, and
+    the delivery is retried (with the same Idempotency-Key)."""
+    answer = json.dumps({"id": "r-9", "url": "https://hooks.example/9"}).encode()
+    for encoding, body in [("gzip", gzipped([answer])), ("deflate", zlib.compress(answer))]:
+        receiver.script("POST", "/hooks/shutterlog",
+                        Reply(200, body=body, headers={"Content-Encoding": encoding}))
+        assert target.post(share_request("webhook", None), creds(receiver)) == Posted(
+            "r-9", "https://hooks.example/9")
+    for encoding, body, why in [
+        ("gzip", gzipped([bytes(1 << 20), b" "]), "more than 1048576 bytes once decoded"),
+        ("gzip", answer, "corrupt compressed data (Error -3 while decompressing data: "
+                         "incorrect header check)"),
+        ("br", answer, "an encoding not asked for (br)"),
+    ]:
+        receiver.script("POST", "/hooks/shutterlog",
+                        Reply(200, body=body, headers={"Content-Encoding": encoding}))
+        assert target.post(share_request("webhook", None), creds(receiver)) == RetryLater(
+            f"unreadable answer: {why}")
 
 
 def test_private_destinations_and_redirects_to_them_are_refused(receiver) -> None:

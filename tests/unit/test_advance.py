@@ -1,14 +1,16 @@
-"""What the worker pool takes for an outage of its own Redis or PostgreSQL (retried, never
-parked) and what for a failure of the event (retried, then parked)."""
+"""What the worker pool takes for an outage of its own Redis, PostgreSQL or geo index (retried,
+never parked) and what for a failure of the event (retried, then parked)."""
 
 from __future__ import annotations
 
 import httpx
 import psycopg2
 import psycopg2.errors
+import pysolr
 import redis
 import redis.exceptions
 
+from plugins.geo import GeoUnavailable
 from workers.advance import outage
 
 
@@ -27,3 +29,10 @@ def test_only_our_clients_connection_errors_are_outages() -> None:
     assert not outage(psycopg2.errors.QueryCanceled("canceling statement due to timeout"))
     assert not outage(redis.ResponseError("WRONGTYPE"))
     assert not outage(ValueError("a bug"))
+
+
+def test_the_geo_index_unreachable_is_an_outage() -> None:
+    """GeoUnavailable (the Solr backend's word for a Solr down, timing out or answering 503)
+    is an outage; pysolr's own error (a document Solr refused) is a failure of the event."""
+    assert outage(GeoUnavailable("Solr is unavailable: Failed to connect to server"))
+    assert not outage(pysolr.SolrError("Solr responded with an error (HTTP 400): bad field"))
