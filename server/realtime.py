@@ -8,13 +8,19 @@ and subscribes again to every source; the reactor then reads each source's histo
 the last message it delivered and delivers what was missed, in order, before the live
 messages that arrived meanwhile (each subscription's ``Gate``), so connected clients see no
 gap and no duplicate. A source whose history no longer reaches back that far is reset.
+
+The same connection always listens to the revoked tokens' channel
+(``server.store.tokens.REVOKED``): the connections holding a revoked token are told so
+(``TokenHolder.revoked``). Each time Redis confirms that subscription (at start and after a
+reconnect) the held tokens are looked up once, so a revocation published while nobody
+listened ends its connections too.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +32,7 @@ from twisted.logger import Logger
 
 from server.domain.realtime import Cursor, Message
 from server.store.realtime import RealtimeStore
+from server.store.tokens import REVOKED, missing
 
 log = Logger()
 
@@ -38,6 +45,13 @@ class Listener(Protocol):
 
     def resync(self, source: str) -> None:
         """The pub/sub connection was lost: read ``source``'s history for what was missed."""
+
+
+class TokenHolder(Protocol):
+    """A connection authenticated with an access token (a WebSocket connection)."""
+
+    def revoked(self) -> None:
+        """The token was revoked (or found gone): end the connection."""
 
 
 @dataclass
@@ -92,6 +106,7 @@ class Hub:
         self._refresh = LoopingCall(self._refresh_live)
         self._refresh.clock = reactor
         self.sources: dict[str, _Source] = {}
+        self.holders: dict[str, set[TokenHolder]] = {}  # token hash: who uses the token
         self._commands: queue.Queue[tuple[str, str]] = queue.Queue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -134,6 +149,28 @@ class Hub:
             for d in s.waiting:
                 d.callback(None)
             self._commands.put(("unsubscribe", source))
+
+    def hold(self, token_hash: str, holder: TokenHolder) -> None:
+        """Tell ``holder`` when the token of hash ``token_hash`` is revoked."""
+        self.holders.setdefault(token_hash, set()).add(holder)
+
+    def release(self, token_hash: str, holder: TokenHolder) -> None:
+        held = self.holders.get(token_hash)
+        if held is not None:
+            held.discard(holder)
+            if not held:
+                del self.holders[token_hash]
+
+    def _revoked(self, token_hashes: Iterable[str]) -> None:
+        for h in token_hashes:
+            for holder in self.holders.pop(h, set()):
+                holder.revoked()
+
+    def _recheck_tokens(self) -> Deferred[Any]:
+        """Revoke the held tokens that are gone (revoked while the channel was not heard)."""
+        d = self.blocking(missing, self.store.redis, list(self.holders))
+        d.addCallback(self._revoked)
+        return d.addErrback(lambda f: log.failure("checking the streams' tokens", f))
 
     def _refresh_live(self) -> Deferred[Any]:
         """Keep the home feeds subscribed here marked live (``RealtimeStore.mark_live``)."""
@@ -178,8 +215,7 @@ class Hub:
             pubsub = self.store.redis.pubsub()
             try:
                 wanted = set(self.store.channel(s) for s in list(self.sources))
-                if wanted:
-                    pubsub.subscribe(*wanted)
+                pubsub.subscribe(REVOKED, *wanted)
                 if not first:
                     log.info("real-time pub/sub reconnected; catching up {n} sources",
                              n=len(wanted))
@@ -204,6 +240,12 @@ class Hub:
                 getattr(pubsub, op)(self.store.channel(source))
             msg = pubsub.get_message(timeout=0.02)
             if msg is None:
+                continue
+            if msg["channel"] == REVOKED.encode():
+                if msg["type"] == "message":
+                    self.reactor.callFromThread(self._revoked, msg["data"].decode().split())
+                elif msg["type"] == "subscribe":
+                    self.reactor.callFromThread(self._recheck_tokens)
                 continue
             source = self.store.source_of(msg["channel"])
             if msg["type"] == "message":

@@ -10,6 +10,13 @@ REST), ``unsubscribed`` and ``error`` frames. A subscription replays the history
 sent before ``ready`` (while the token is checked) are kept, up to ``MAX_FRAME`` bytes, and
 handled after it in order.
 
+The token is checked like any API call: rate-limited, and, when it carries ``sig`` or its app
+requires signed requests, its signature verified (``auth.check_signature``) over the endpoint
+``/stream`` and the parameters of what carries the token: the upgrade request's query
+parameters, or the ``auth`` frame's fields. A connection ends (4001) when its token is
+revoked, in any service process (the hub hears the revocations, ``server.realtime.Hub``),
+or expires (a timer at its expiry).
+
 A subscription that only following a private account allows also listens to that account's
 ``user:`` source (its **guard**): the ``FollowerRemoved`` that ends the follow ends the
 subscription (an ``unsubscribed`` frame with ``error: not_allowed``), before any later event
@@ -41,15 +48,18 @@ from zope.interface import implementer
 
 from server.api import auth, streamauth
 from server.api.envelope import APIError
+from server.api.params import signable
 from server.context import ServiceContext
 from server.domain import realtime as rt
 from server.domain.realtime import Channel, ChannelError, Message
 from server.realtime import Gate, Hub
 from server.store.realtime import History
-from server.store.tokens import TokenInfo
+from server.store.tokens import TokenInfo, digest
 
 log = Logger()
 PATH = b"/v1/stream"
+#: The endpoint a ``sig`` signs (the path after ``/v1``, as for the REST API).
+SIGNED = PATH.decode().removeprefix("/v1")
 #: Largest client frame, and most bytes of frames a client may send before ``ready``.
 MAX_FRAME = 65536
 
@@ -106,8 +116,10 @@ class StreamProtocol(WebSocketServerProtocol):
         self.flow = _Flow(self)
         self.closing = False
         self._token: str | None = None
+        self._signed: dict[str, str] = {}  # the parameters a sig covers
+        self._token_hash: str | None = None  # while the hub tells of its revocation
         self._address = ""
-        self._auth_timer: Any = None
+        self._deadline: Any = None  # closes: no auth frame in time, then the token expired
         self._auth_error: str | None = None
         self._opened = False
         self._early: list[dict[str, Any]] = []  # frames received before ready
@@ -118,10 +130,10 @@ class StreamProtocol(WebSocketServerProtocol):
     def onConnect(self, request: ConnectionRequest) -> None:
         self._address = request.peer.rsplit(":", 1)[0].removeprefix("tcp4:").removeprefix(
             "tcp6:")
+        self._signed = {k: v[0] for k, v in request.params.items() if v}
         try:
             self._token = auth.credentials(
-                {k: v[0] for k, v in request.params.items() if v},
-                request.headers.get("authorization"), self._address).token
+                self._signed, request.headers.get("authorization"), self._address).token
         except APIError as e:
             self._token = ""
             self._auth_error = e.message
@@ -136,13 +148,15 @@ class StreamProtocol(WebSocketServerProtocol):
         if self._token is not None:
             self._authenticate(self._token)
         else:
-            self._auth_timer = self.factory.ctx.reactor.callLater(
+            self._deadline = self.factory.ctx.reactor.callLater(
                 self.factory.ctx.config.realtime.auth_timeout, self._close,
                 rt.CLOSE_BAD_TOKEN, "no access token: send it in the URL or an auth frame")
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        if self._auth_timer is not None and self._auth_timer.active():
-            self._auth_timer.cancel()
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        if self._token_hash is not None:
+            self.factory.hub.release(self._token_hash, self)
         for source in list(self.by_source):
             self.factory.hub.detach(source, self)
         self.by_source.clear()
@@ -181,18 +195,29 @@ class StreamProtocol(WebSocketServerProtocol):
         if self._auth_error:
             self._close(rt.CLOSE_BAD_TOKEN, self._auth_error)
             return
+        if token:  # held before the look-up: a revocation from now on is heard
+            self._token_hash = digest(token)
+            self.factory.hub.hold(self._token_hash, self)
+        signed = self._signed
 
-        def look_up() -> tuple[TokenInfo, frozenset[int]]:
+        def look_up() -> tuple[TokenInfo, frozenset[int], float | None]:
             creds = auth.Credentials(token or None, self._address)
             info = auth.require_token(creds, auth.limit(ctx.limiter, creds)[0])
-            return info, streamauth.blocked(ctx, info.user_id)
+            auth.check_signature(ctx.router, ctx.box, SIGNED, signed, info)
+            return (info, streamauth.blocked(ctx, info.user_id),
+                    ctx.tokens.lifetime(digest(token)))
 
         ctx.blocking(look_up).addCallbacks(self._authenticated, self._refused)
 
-    def _authenticated(self, found: tuple[TokenInfo, frozenset[int]]) -> None:
-        info, self.blocked = found
-        if self._auth_timer is not None and self._auth_timer.active():
-            self._auth_timer.cancel()
+    def _authenticated(self, found: tuple[TokenInfo, frozenset[int], float | None]) -> None:
+        if self.closing or not self._opened:
+            return  # revoked or closed during the look-up
+        info, self.blocked, lifetime = found
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        if lifetime is not None:
+            self._deadline = self.factory.ctx.reactor.callLater(
+                lifetime, self._close, rt.CLOSE_BAD_TOKEN, "the access token expired")
         self.user, self.scopes = info.user_id, info.scopes
         self._push(rt.control("ready", user_id=str(self.user)))
         early, self._early = self._early, []
@@ -227,6 +252,7 @@ class StreamProtocol(WebSocketServerProtocol):
         if frame["type"] == "auth" and isinstance(frame.get("access_token"), str) \
                 and self._token is None:
             self._token = frame["access_token"]
+            self._signed = signable({}, frame)
             self._authenticate(self._token)
         elif self._token is None:
             self._close(rt.CLOSE_BAD_TOKEN, "authenticate first (an auth frame)")
@@ -380,6 +406,10 @@ class StreamProtocol(WebSocketServerProtocol):
         return source in self.by_source or any(s.guard == source for s in self.subs.values())
 
     # --- from the hub --------------------------------------------------------------------
+
+    def revoked(self) -> None:
+        self._token_hash = None
+        self._close(rt.CLOSE_BAD_TOKEN, "the access token was revoked")
 
     def deliver(self, source: str, message: Message) -> None:
         if self.user is not None and message.ends_follow(self.user):

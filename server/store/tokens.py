@@ -4,6 +4,10 @@ Only a SHA-256 of each token, code or session id is a key (``tok:HASH``, ``code:
 ``sess:HASH``): a Redis dump reveals no credential. Every key expires; revocation deletes
 keys, and per-user and per-app sets (``utok:USER``, ``atok:CLIENT``) find a user's or an
 app's tokens. Codes are single-use (``GETDEL``).
+
+A revocation also PUBLISHes the revoked tokens' hashes (space-separated) on the pub/sub
+channel ``REVOKED``: every service process ends the WebSocket streams using them
+(``server.realtime.Hub``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -44,6 +48,10 @@ class Grant:
     client_id: str
     redirect_uri: str
     scope: str
+
+
+#: The pub/sub channel of revoked tokens' hashes.
+REVOKED = "tok:revoked"
 
 
 def digest(secret: str) -> str:
@@ -92,6 +100,7 @@ class Tokens:
         pipe.delete(token_key(h))
         pipe.srem(f"utok:{info.user_id}", h)
         pipe.srem(f"atok:{info.client_id}", h)
+        pipe.publish(REVOKED, h)
         pipe.execute()
         return True
 
@@ -109,7 +118,13 @@ class Tokens:
             return 0
         deleted = int(self.redis.delete(*[token_key(h) for h in hashes]))
         self.redis.delete(index)
+        self.redis.publish(REVOKED, " ".join(hashes))
         return deleted
+
+    def lifetime(self, token_hash: str) -> float | None:
+        """Seconds until the token expires (0: it is gone), None if it never does."""
+        ms = int(self.redis.pttl(token_key(token_hash)))
+        return None if ms == -1 else max(ms, 0) / 1000
 
     def new_code(self, grant: Grant) -> str:
         """A single-use authorization code for ``grant``."""
@@ -131,6 +146,14 @@ class Tokens:
     def session_user(self, session: str) -> int | None:
         raw = self.redis.get(f"sess:{digest(session)}")
         return int(raw) if raw else None
+
+
+def missing(client: redis.Redis, token_hashes: Sequence[str]) -> list[str]:
+    """The tokens among ``token_hashes`` that are no longer valid (one round trip)."""
+    pipe = client.pipeline(transaction=False)
+    for h in token_hashes:
+        pipe.exists(token_key(h))
+    return [h for h, found in zip(token_hashes, pipe.execute(), strict=True) if not found]
 
 
 def authorized_apps(client: redis.Redis, user_ids: Iterable[int]) -> dict[int, frozenset[str]]:

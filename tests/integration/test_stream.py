@@ -10,6 +10,7 @@ import os
 import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -20,7 +21,7 @@ from server.domain.log import Position
 from server.store.realtime import RealtimeStore
 from tests.drive import Driver
 from tests.helpers import wait_for
-from tests.integration.apiclient import Api
+from tests.integration.apiclient import Api, sign, start_service
 from tests.integration.conftest import Env
 from tests.integration.mediakit import post, settle
 
@@ -31,9 +32,10 @@ class Client:
     """A WebSocket client of the stream that reads JSON frames."""
 
     def __init__(self, api: Api, token: str | None, sock: socket.socket | None = None,
-                 **kwargs: Any) -> None:
-        query = f"?access_token={token}" if token is not None else ""
-        url = api.service.base.replace("http://", "ws://") + "/v1/stream" + query
+                 params: dict[str, str] | None = None, **kwargs: Any) -> None:
+        query = ({"access_token": token} if token is not None else {}) | (params or {})
+        url = api.service.base.replace("http://", "ws://") + "/v1/stream" + (
+            f"?{urlencode(query)}" if query else "")
         self.ws: ClientConnection = connect(url, sock=sock, open_timeout=10, **kwargs
                                             ).__enter__()
 
@@ -56,6 +58,13 @@ class Client:
         out = [self.frame() for _ in range(n)]
         assert all(f["type"] == "event" for f in out), out
         return out
+
+    def refused(self, timeout: float = 10) -> str:
+        """The reason of the 4001 close that comes next (no other frame before it)."""
+        with pytest.raises(ConnectionClosed) as closed:
+            self.frame(timeout)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001, closed.value
+        return closed.value.rcvd.reason
 
     def close(self) -> None:
         self.ws.close()
@@ -249,16 +258,67 @@ def test_a_slow_client_is_cut_off_while_a_fast_one_keeps_receiving(
 def test_bad_token_is_refused_with_a_close_code(api: Api, clients: list[Client]) -> None:
     """An invalid token closes the stream with 4001 and a reason; a good token in an auth
     frame is accepted."""
-    bad = open_client(api, "not-a-token", clients)
-    with pytest.raises(ConnectionClosed) as closed:
-        bad.frame()
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 4001
-    assert "invalid" in closed.value.rcvd.reason
+    assert "invalid" in open_client(api, "not-a-token", clients).refused()
     u, t = api.user()
     late = open_client(api, None, clients)
     late.ws.send(json.dumps({"type": "auth", "access_token": t}))
     assert late.ready()["user_id"] == u["id"]
+
+
+def test_require_signed_app_tokens_need_a_sig(api: Api, clients: list[Client]) -> None:
+    """A token of an app created with --require-signed is refused (4001) without a sig or
+    with a wrong one, in the URL or in an auth frame; signed over /stream and the query
+    parameters, or over the auth frame's fields, it is accepted."""
+    client_id, secret = api.create_app(require_signed=True)
+    u = api.signup()
+    token = api.token(u["username"], app=(client_id, secret))
+    assert "Missing required parameter 'sig'" in open_client(api, token, clients).refused()
+    wrong = open_client(api, token, clients, params={"sig": "0" * 64})
+    assert "Signature does not match" in wrong.refused()
+    sig = sign("/v1/stream", {"access_token": token}, secret)
+    assert open_client(api, token, clients, params={"sig": sig}).ready()["user_id"] == u["id"]
+    frame = {"type": "auth", "access_token": token}
+    unsigned = open_client(api, None, clients)
+    unsigned.ws.send(json.dumps(frame))
+    assert "Missing required parameter 'sig'" in unsigned.refused()
+    signed = open_client(api, None, clients)
+    signed.ws.send(json.dumps(frame | {"sig": sign("/v1/stream", frame, secret)}))
+    assert signed.ready()["user_id"] == u["id"]
+
+
+def test_revoked_tokens_end_their_streams(api: Api, clients: list[Client]) -> None:
+    """Revoking a token closes the streams using it with 4001 ("revoked") while a stream
+    of another token of the user goes on; revoking all the user's tokens closes that one
+    too."""
+    u, first = api.user()
+    second, third = api.token(u["username"]), api.token(u["username"])
+    one, two = open_client(api, first, clients), open_client(api, second, clients)
+    for c in (one, two):
+        c.ready()
+        assert c.subscribe("activity")["type"] == "subscribed"
+    assert api.post("/oauth/revoke", first).json()["data"] == {"revoked": 1}
+    assert "revoked" in one.refused()
+    assert two.subscribe("feed")["type"] == "subscribed"
+    assert api.post("/oauth/revoke", third, all="true").json()["data"] == {"revoked": 2}
+    assert "revoked" in two.refused()
+
+
+def test_an_expiring_token_ends_its_stream(module_env: Env) -> None:
+    """With oauth.token_ttl of 3 s, a stream authenticated with a fresh token is closed
+    with 4001 ("expired") when the token expires."""
+    svc = start_service(module_env, SHUTTERLOG_OAUTH_TOKEN_TTL="3")
+    api = Api(module_env, svc)
+    made: list[Client] = []
+    try:
+        _, token = api.user()
+        c = open_client(api, token, made)
+        c.ready()
+        assert "expired" in c.refused(timeout=15)
+    finally:
+        for c in made:
+            c.close()
+        api.close()
+        svc.stop()
 
 
 def test_feed_tag_and_geo_channels(api: Api, clients: list[Client]) -> None:
