@@ -2,9 +2,10 @@
 
 The home feed is the union of what the ``fanout`` consumer pushed into ``feed:{me}`` and,
 read now, the recent media of the followed accounts it does not push (hybrid fan-out:
-``fanout:pulled``). Then it is filtered against the truth: media deleted, no longer visible,
-or of accounts the reader no longer follows are dropped (and cleaned from the feed), so a
-push that raced an unfollow or a deletion never shows.
+``fanout:pulled``), capped like a pushed feed at its ``feeds.size`` newest ids (a page below
+``max_id`` first counts the ids above it). Then it is filtered against the truth: media
+deleted, no longer visible, or of accounts the reader no longer follows are dropped (and
+cleaned from the feed), so a push that raced an unfollow or a deletion never shows.
 
 A feed found incomplete (Redis lost it) is rebuilt from PostgreSQL by the reader that takes
 the rebuild lease: the followed accounts' recent media, one query per database. A reader
@@ -67,9 +68,12 @@ def home(call: Call) -> Reply:
             pushed, _ = ctx.feeds.page(me, max_id, min_id, count + 1)
         else:
             meta = {"partial": True}
-    pulled = ctx.feeds.pulled(sorted(followees))
-    merged = recent_own(ctx.feeds, ctx.router, sorted(pulled), max_id, min_id, count + 1)
+    pulled = sorted(ctx.feeds.pulled(sorted(followees)))
+    merged = recent_own(ctx.feeds, ctx.router, pulled, max_id, min_id, count + 1)
     ids = merge([pushed, *merged.values()], max_id, min_id, count + 1)
+    if pulled:
+        above = ctx.feeds.newer(me, pulled, max_id, ctx.feeds.size) if max_id else 0
+        ids = ids[:max(0, ctx.feeds.size - above)]
     page = ids[:count]
     found = media.hydrate(ctx.router, page, me)
     shown = {m.id: m for m in visible(call, found.values(), followees)

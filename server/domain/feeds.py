@@ -33,6 +33,17 @@ def score_range(max_id: int | None, min_id: int | None) -> tuple[str, str]:
     return hi, lo
 
 
+def score_bounds(max_id: int | None, min_id: int | None) -> tuple[str, str, list[int]]:
+    """How to read the ids below ``max_id`` and above ``min_id`` exactly, whatever the number
+    of ids per millisecond: the ZREVRANGEBYSCORE bounds (max, min) of the milliseconds
+    strictly between theirs (a LIMIT applies there), and their own milliseconds, read whole
+    and filtered by ``within`` (a LIMIT on them could be spent on ids beyond the bounds). The
+    completeness marker (score 0) is never in the range."""
+    hi = f"({score(max_id)}" if max_id else "+inf"
+    lo = f"({score(min_id)}" if min_id else "1"
+    return hi, lo, sorted({score(i) for i in (max_id, min_id) if i})
+
+
 def within(media_id: int, max_id: int | None, min_id: int | None) -> bool:
     """Whether an id is strictly between the page bounds (``max_id``/``min_id`` exclusive)."""
     return (max_id is None or media_id < max_id) and (min_id is None or media_id > min_id)

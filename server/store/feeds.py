@@ -27,7 +27,7 @@ import redis
 
 from zope.interface import implementer
 
-from server.domain.feeds import COMPLETE, score, score_range, within
+from server.domain.feeds import COMPLETE, score, score_bounds, within
 from server.interfaces import IFeedStore, IShardRouter
 from server.store import media
 
@@ -147,15 +147,16 @@ class FeedStore:
 
     def owns(self, owners: Sequence[int], max_id: int | None, min_id: int | None, limit: int
              ) -> dict[int, tuple[list[int], bool]]:
-        hi, lo = score_range(max_id, min_id)
-        pipe = self.redis.pipeline(transaction=False)
-        for o in owners:
-            pipe.execute_command("ZSCORE", self._umedia(o), COMPLETE)
-            pipe.execute_command("ZREVRANGEBYSCORE", self._umedia(o), hi, lo, "LIMIT", 0,
-                                 limit + 8)
-        out = pipe.execute()
-        return {o: (_ids(out[2 * i + 1], max_id, min_id), out[2 * i] is not None)
-                for i, o in enumerate(owners)}
+        return dict(zip(owners, self._pages([self._umedia(o) for o in owners], max_id, min_id,
+                                            limit), strict=True))
+
+    def newer(self, user: int, owners: Sequence[int], media_id: int, limit: int) -> int:
+        """How many distinct ids at or above ``media_id`` the feed of ``user`` and the recent
+        media of ``owners`` hold together, counted up to ``limit``: the rank, in the merged
+        feed, of the newest id below ``media_id``."""
+        keys = [self._feed(user), *(self._umedia(o) for o in owners)]
+        found = self._pages(keys, None, media_id - 1, limit)
+        return min(limit, len({i for ids, _ in found for i in ids}))
 
     def pulled(self, owners: Sequence[int]) -> set[int]:
         if not owners:
@@ -165,13 +166,23 @@ class FeedStore:
 
     def _page(self, key: str, max_id: int | None, min_id: int | None, limit: int
               ) -> tuple[list[int], bool]:
-        hi, lo = score_range(max_id, min_id)
+        return self._pages([key], max_id, min_id, limit)[0]
+
+    def _pages(self, keys: Sequence[str], max_id: int | None, min_id: int | None, limit: int
+               ) -> list[tuple[list[int], bool]]:
+        """Each set's page and completeness, in one round trip (``score_bounds``)."""
+        hi, lo, edges = score_bounds(max_id, min_id)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.execute_command("ZSCORE", key, COMPLETE)
-        # A few more than asked: ids of max_id's own millisecond are filtered out after.
-        pipe.execute_command("ZREVRANGEBYSCORE", key, hi, lo, "LIMIT", 0, limit + 8)
-        marker, members = pipe.execute()
-        return _ids(members, max_id, min_id)[:limit], marker is not None
+        for key in keys:
+            pipe.execute_command("ZSCORE", key, COMPLETE)
+            pipe.execute_command("ZREVRANGEBYSCORE", key, hi, lo, "LIMIT", 0, limit)
+            for edge in edges:
+                pipe.execute_command("ZRANGEBYSCORE", key, edge, edge)
+        out = pipe.execute()
+        step = 2 + len(edges)
+        return [(_ids([m for found in out[i + 1:i + step] for m in found], max_id,
+                      min_id)[:limit], out[i] is not None)
+                for i in range(0, len(out), step)]
 
     def take_rebuild(self, user: int, lease_ms: int) -> bool:
         return bool(self.redis.set(f"lease:feed:{user}", "1", nx=True, px=lease_ms))

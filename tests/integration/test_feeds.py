@@ -1,6 +1,7 @@
 """Home feeds and activity, with the consumers driven to the head in-process: the race of a
-follow and a post, hybrid fan-out's identity, rebuilding a lost feed, the counter herd,
-activity items, tags, and re-applying every consumer's batches."""
+follow and a post, hybrid fan-out's identity, paging through ids of one millisecond, the
+feed size cap of a merged feed, rebuilding a lost feed, the counter herd, activity items,
+tags, and re-applying every consumer's batches."""
 
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ import re
 import threading
 from typing import Any
 
+import pytest
+
+from scripts import seed
+from server.db import Txn
+from server.domain.ids import millis_of, shard_of
+from server.domain.shards import schema_name
 from server.store.feeds import FeedStore
 from tests.drive import Driver, drive
 from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
 from tests.integration.mediakit import media_of, picture, post, post_direct, settle, upload
 from workers.context import WorkerContext
+
+#: The API's home feed size: more than any feed here but the cap test's merged one.
+SIZE = 24
+SERVICE_ENV = {"SHUTTERLOG_FEEDS_SIZE": str(SIZE)}
 
 
 def feed(api: Api, token: str, count: int = 3) -> list[str]:
@@ -94,6 +105,61 @@ def test_hybrid_fanout_gives_the_same_feeds_at_threshold_zero_and_infinity(
     assert pulled == pushed
     assert pushed[users[5][0]["id"]]  # 5 follows 0 and 2: their live posts
     assert pushed[users[4][0]["id"]] == []  # 4 blocked 0, its only followee
+
+
+def same_millisecond_media(api: Api, owner: int, n: int, monkeypatch: pytest.MonkeyPatch
+                           ) -> list[int]:
+    """``n`` ready media of ``owner`` whose ids were minted by one ``next_ids`` call: one
+    millisecond, or two if the shard's sequence wrapped (so at least ``n // 2`` in one)."""
+    shard = shard_of(owner)
+    row = api.env.router.database(shard).run_interaction(
+        "ids", Txn.fetchone, f"SELECT {schema_name(shard)}.next_ids(%s)", (n,))
+    assert row is not None
+    minted = iter(int(i) for i in row[0])
+    monkeypatch.setattr(seed, "new_id", lambda _txn, _shard: next(minted))
+    return [post_direct(api.env, owner) for _ in range(n)]
+
+
+def test_feed_pages_show_every_medium_of_one_millisecond_once(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 media whose ids share a millisecond (a burst, or posts of several shards in one
+    millisecond), pushed and then pulled (merged at read time): paging 3 at a time by
+    max_id shows each once, newest first; min_id and max_id bound a page exactly."""
+    (owner, _), (follower, tf) = api.user(), api.user()
+    api.relate(tf, owner["id"], "follow")
+    settle(api.env)
+    ids = sorted(same_millisecond_media(api, int(owner["id"]), 20, monkeypatch), reverse=True)
+    assert len({millis_of(i) for i in ids}) <= 2
+    settle(api.env)
+    store = FeedStore(api.env.redis, SIZE, SIZE)
+    for pulled in (False, True):
+        if pulled:
+            store.remove(ids, [int(follower["id"])])
+            store.mark_pulled(int(owner["id"]))
+        assert feed(api, tf) == [str(i) for i in ids], pulled
+        r = api.get("/v1/users/self/feed", tf, count=20, max_id=ids[1], min_id=ids[-2])
+        assert media_of(r) == [str(i) for i in ids[2:-2]], pulled
+        r = api.get("/v1/users/self/feed", tf, count=3, min_id=ids[-2])
+        assert media_of(r) == [str(i) for i in ids[:3]], pulled
+
+
+def test_a_merged_feed_keeps_the_feed_size_newest_like_a_pushed_one(api: Api) -> None:
+    """R follows A and B, who post 15 media each (more than the feed size together): pushed,
+    R's feed keeps the newest SIZE; with A and B pulled (merged at read time) R's feed is
+    the same, down to where its pages stop."""
+    (reader, tr), (a, _), (b, _) = api.user(), api.user(), api.user()
+    api.relate(tr, a["id"], "follow")
+    api.relate(tr, b["id"], "follow")
+    ids = [post_direct(api.env, int(u["id"])) for _ in range(15) for u in (a, b)]
+    settle(api.env)
+    store = FeedStore(api.env.redis, SIZE, SIZE)
+    store.merge(int(reader["id"]), [], complete=True)  # trimmed as pushes at SIZE trim
+    pushed = feed(api, tr, count=5)
+    assert pushed == [str(i) for i in sorted(ids, reverse=True)[:SIZE]]
+    store.remove(ids, [int(reader["id"])])
+    for u in (a, b):
+        store.mark_pulled(int(u["id"]))
+    assert feed(api, tr, count=5) == pushed
 
 
 def test_a_lost_feed_is_rebuilt_on_first_read_and_says_partial_meanwhile(api: Api) -> None:
