@@ -24,15 +24,6 @@ def score(media_id: int) -> int:
     return millis_of(media_id)
 
 
-def score_range(max_id: int | None, min_id: int | None) -> tuple[str, str]:
-    """The ZREVRANGEBYSCORE bounds (max, min) covering ids below ``max_id`` and above
-    ``min_id``: inclusive of their milliseconds (ids of the same millisecond are filtered by
-    ``within`` afterwards), and never down to the completeness marker."""
-    hi = str(score(max_id)) if max_id else "+inf"
-    lo = str(max(1, score(min_id))) if min_id else "1"
-    return hi, lo
-
-
 def score_bounds(max_id: int | None, min_id: int | None) -> tuple[str, str, list[int]]:
     """How to read the ids below ``max_id`` and above ``min_id`` exactly, whatever the number
     of ids per millisecond: the ZREVRANGEBYSCORE bounds (max, min) of the milliseconds

@@ -22,6 +22,7 @@ added, so a post that races a rebuild is kept either way).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import redis
 
@@ -170,18 +171,14 @@ class FeedStore:
 
     def _pages(self, keys: Sequence[str], max_id: int | None, min_id: int | None, limit: int
                ) -> list[tuple[list[int], bool]]:
-        """Each set's page and completeness, in one round trip (``score_bounds``)."""
-        hi, lo, edges = score_bounds(max_id, min_id)
+        """Each set's page and completeness, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
+        step = 1
         for key in keys:
             pipe.execute_command("ZSCORE", key, COMPLETE)
-            pipe.execute_command("ZREVRANGEBYSCORE", key, hi, lo, "LIMIT", 0, limit)
-            for edge in edges:
-                pipe.execute_command("ZRANGEBYSCORE", key, edge, edge)
+            step = 1 + queue_page(pipe, key, max_id, min_id, limit)
         out = pipe.execute()
-        step = 2 + len(edges)
-        return [(_ids([m for found in out[i + 1:i + step] for m in found], max_id,
-                      min_id)[:limit], out[i] is not None)
+        return [(page_of(out[i + 1:i + step], max_id, min_id, limit), out[i] is not None)
                 for i in range(0, len(out), step)]
 
     def take_rebuild(self, user: int, lease_ms: int) -> bool:
@@ -191,9 +188,23 @@ class FeedStore:
         self.redis.delete(f"lease:feed:{user}")
 
 
-def _ids(members: list[bytes], max_id: int | None, min_id: int | None) -> list[int]:
-    ids = [int(m) for m in members if m != COMPLETE.encode()]
-    return sorted((i for i in ids if within(i, max_id, min_id)), reverse=True)
+def queue_page(pipe: Any, key: str, max_id: int | None, min_id: int | None, limit: int
+               ) -> int:
+    """Queue on ``pipe`` the reads of the ids of ``key`` (a sorted set scored like feeds)
+    strictly between the bounds, exactly whatever the number of ids per millisecond
+    (``score_bounds``); returns how many replies they take (``page_of`` reads them)."""
+    hi, lo, edges = score_bounds(max_id, min_id)
+    pipe.execute_command("ZREVRANGEBYSCORE", key, hi, lo, "LIMIT", 0, limit)
+    for edge in edges:
+        pipe.execute_command("ZRANGEBYSCORE", key, edge, edge)
+    return 1 + len(edges)
+
+
+def page_of(replies: Sequence[list[bytes]], max_id: int | None, min_id: int | None,
+            limit: int) -> list[int]:
+    """The page ``queue_page``'s replies make: ids newest first, within the bounds."""
+    ids = [int(m) for found in replies for m in found if m != COMPLETE.encode()]
+    return sorted((i for i in ids if within(i, max_id, min_id)), reverse=True)[:limit]
 
 
 def recent_own(feeds: IFeedStore, router: IShardRouter, owners: Sequence[int],

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 
 import redis
 
-from server.domain.feeds import score, score_range, within
+from server.domain.feeds import score
+from server.store.feeds import page_of, queue_page
 
 NAMES = "tags:names"
 #: Many media's tag changes in one call. KEYS: the name index, then for each medium the
@@ -88,10 +89,9 @@ class TagStore:
 
     def page(self, name: str, max_id: int | None, min_id: int | None, limit: int) -> list[int]:
         """Ids tagged ``name`` between the bounds (exclusive), newest first."""
-        hi, lo = score_range(max_id, min_id)
-        members = self.redis.zrevrangebyscore(self._key(name), hi, lo, start=0, num=limit + 8)
-        ids = sorted((int(m) for m in members), reverse=True)
-        return [i for i in ids if within(i, max_id, min_id)][:limit]
+        pipe = self.redis.pipeline(transaction=False)
+        queue_page(pipe, self._key(name), max_id, min_id, limit)
+        return page_of(pipe.execute(), max_id, min_id, limit)
 
     def search(self, prefix: str, limit: int) -> list[str]:
         """Tag names starting with ``prefix``, in name order."""

@@ -107,8 +107,8 @@ def test_hybrid_fanout_gives_the_same_feeds_at_threshold_zero_and_infinity(
     assert pushed[users[4][0]["id"]] == []  # 4 blocked 0, its only followee
 
 
-def same_millisecond_media(api: Api, owner: int, n: int, monkeypatch: pytest.MonkeyPatch
-                           ) -> list[int]:
+def same_millisecond_media(api: Api, owner: int, n: int, monkeypatch: pytest.MonkeyPatch,
+                           caption: str = "") -> list[int]:
     """``n`` ready media of ``owner`` whose ids were minted by one ``next_ids`` call: one
     millisecond, or two if the shard's sequence wrapped (so at least ``n // 2`` in one)."""
     shard = shard_of(owner)
@@ -117,7 +117,7 @@ def same_millisecond_media(api: Api, owner: int, n: int, monkeypatch: pytest.Mon
     assert row is not None
     minted = iter(int(i) for i in row[0])
     monkeypatch.setattr(seed, "new_id", lambda _txn, _shard: next(minted))
-    return [post_direct(api.env, owner) for _ in range(n)]
+    return [post_direct(api.env, owner, caption) for _ in range(n)]
 
 
 def test_feed_pages_show_every_medium_of_one_millisecond_once(
@@ -141,6 +141,27 @@ def test_feed_pages_show_every_medium_of_one_millisecond_once(
         assert media_of(r) == [str(i) for i in ids[2:-2]], pulled
         r = api.get("/v1/users/self/feed", tf, count=3, min_id=ids[-2])
         assert media_of(r) == [str(i) for i in ids[:3]], pulled
+
+
+def test_tag_pages_show_every_medium_of_one_millisecond_once(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tag page bounded by max_tag_id reads that id's millisecond whole: 20 media of one
+    millisecond paged 3 at a time are each shown once, newest first."""
+    owner, token = api.user()
+    tag = f"burst{owner['id'][-6:]}"
+    ids = sorted(same_millisecond_media(api, int(owner["id"]), 20, monkeypatch, f"#{tag}"),
+                 reverse=True)
+    settle(api.env)
+    seen: list[str] = []
+    params: dict[str, Any] = {"count": 3}
+    while True:
+        r = api.get(f"/v1/tags/{tag}/media/recent", token, **params)
+        seen += media_of(r)
+        nxt = r.json()["pagination"].get("next_max_tag_id")
+        if not nxt:
+            break
+        params["max_tag_id"] = nxt
+    assert seen == [str(i) for i in ids]
 
 
 def test_a_merged_feed_keeps_the_feed_size_newest_like_a_pushed_one(api: Api) -> None:

@@ -160,8 +160,6 @@ def test_feed_merge_bounds_and_modes() -> None:
     assert feeds.merge([[d, b], [c, b, a]], None, None, 3) == [d, c, b]
     assert feeds.merge([[d, c, b, a]], max_id=d, min_id=a, limit=10) == [c, b]
     assert feeds.score(c) == millis_of(c) == 1002
-    assert feeds.score_range(d, a) == ("1003", "1000")
-    assert feeds.score_range(None, None) == ("+inf", "1")
     assert feeds.mode(10, 100, 50) is feeds.Mode.INLINE
     assert feeds.mode(60, 100, 50) is feeds.Mode.CHUNKED
     assert feeds.mode(101, 100, 50) is feeds.Mode.PULL
