@@ -114,6 +114,12 @@ class IEventStore(Interface):
         """The position of the newest committed event of ``shard``, or None if it has none."""
 
 
+class GeoUnavailable(Exception):
+    """The geo index's server cannot be reached now (refused, timed out, 502/503/504): an
+    outage (``server.outages``), which a worker waits out, not a failure of the event. A
+    server refusing what it was sent raises its client's own error instead."""
+
+
 class IGeoIndex(Interface):
     """Where media were posted, for radius search (``plugins/geo``: PostGIS, or Solr to scale out).
 

@@ -42,15 +42,12 @@ import traceback
 from collections.abc import Callable
 
 import gevent
-import psycopg2
-import redis
-from psycopg2.extensions import QueryCanceledError
 
-from plugins.geo import GeoUnavailable
 from server.config import WorkersConfig
 from server.db import Database, Txn
 from server.domain.checkpoints import Checkpoint, lock_key, retry_delay
 from server.domain.log import Position, RecordedEvent
+from server.outages import outage
 from server.store import consumers as cstore
 from server.store.consumers import ConsumerStore, DeadLetter
 from server.store.events import UnreadableEvent
@@ -63,28 +60,6 @@ log = logging.getLogger(__name__)
 
 #: Longest pause while an older open transaction hides the events that follow (seconds).
 MAX_BLOCKED_PAUSE = 0.2
-
-#: The errors of our own Redis and PostgreSQL clients that say the server is unreachable
-#: (down, restarting, still loading its data set, the connection lost), and the geo index's
-#: (Solr) saying the same.
-OUTAGE_ERRORS: tuple[type[Exception], ...] = (
-    redis.ConnectionError,  # BusyLoadingError too
-    redis.TimeoutError,
-    psycopg2.OperationalError,
-    psycopg2.InterfaceError,
-    GeoUnavailable,
-)
-
-def outage(error: BaseException) -> bool:
-    """Whether a handler's ``error`` is an outage of Redis, PostgreSQL or the geo index's
-    server rather than a failure of the event. Only those clients' own errors count (and
-    ``GeoUnavailable``, which the Solr backend raises for a Solr unreachable, timing out or
-    answering 503, never for a document it refuses): a socket error or an HTTP client's
-    ``ConnectError`` may come from an outside service or a bug, and a statement cancelled
-    (``statement_timeout``) would keep failing on the same event; those are failures like
-    any other, retried and then parked."""
-    return isinstance(error, OUTAGE_ERRORS) and not isinstance(error, QueryCanceledError)
-
 
 class Abandoned(Exception):
     """The worker is stopping in the middle of retries: the batch is left for later."""

@@ -32,9 +32,9 @@ import msgpack
 
 from server.config import Config
 from server.domain.checkpoints import retry_delay
+from server.outages import outage
 from server.store.tasks import Lease, TaskStore
 from workers import metrics
-from workers.advance import outage
 from workers.context import WorkerContext
 from workers.jobs import submit, task_job
 

@@ -18,12 +18,6 @@ from server.interfaces import IGeoIndex, IShardRouter
 T = TypeVar("T")
 
 
-class GeoUnavailable(Exception):
-    """The index's server cannot be reached now (refused, timed out, 502/503/504): an outage
-    that a worker waits out (``workers.advance.outage``), not a failure of the event. A
-    server refusing what it was sent raises its client's own error instead."""
-
-
 def open_index(config: Config, router: IShardRouter | None = None) -> IGeoIndex:
     """The configured geo index. PostGIS shares ``router``'s pool for its database when given
     (``geo.postgis_dsn`` is always one of the shard map's), else opens a pool of its own."""

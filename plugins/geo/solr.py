@@ -43,7 +43,7 @@ import requests
 
 from zope.interface import implementer
 
-from plugins.geo import GeoUnavailable, chunks
+from plugins.geo import chunks
 from server.config import Config
 from server.domain.geo import (
     DEFAULT_NAMESPACE,
@@ -53,7 +53,7 @@ from server.domain.geo import (
     NamespaceError,
     parse_namespace,
 )
-from server.interfaces import IGeoIndex
+from server.interfaces import GeoUnavailable, IGeoIndex
 
 # pysolr logs every request at INFO with its URL, which carries the searched coordinates.
 logging.getLogger("pysolr").setLevel(logging.WARNING)

@@ -43,6 +43,7 @@ from server.api.endpoint import declared
 from server.api.envelope import APIError, render_error
 from server.context import ServiceContext
 from server.logs import redact_uri
+from server.outages import outage
 from server.realtime import Hub
 
 log = Logger()
@@ -217,6 +218,13 @@ def build_app(ctx: ServiceContext) -> Klein:
     @app.handle_errors(Exception)
     def internal(request: IRequest, failure: Failure) -> bytes:
         request_id = _request_id(request)
+        if failure.value is not None and outage(failure.value):  # a server we need is down
+            log.warn("request {request_id}: a backing service is unavailable: {error}",
+                     request_id=request_id, error=f"{type(failure.value).__name__}")
+            request.setHeader(b"retry-after", b"1")
+            error = APIError(503, "APIServiceUnavailableError",
+                             "a service this request needs is unavailable; try again")
+            return render_error(request, error, request_id)
         log.failure("request {request_id} failed", failure, request_id=request_id)
         error = APIError(500, "APIError", "internal error; quote the request_id when reporting it")
         return render_error(request, error, request_id)

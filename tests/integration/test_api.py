@@ -4,6 +4,7 @@ OpenAPI contract checked by schemathesis against the running service."""
 from __future__ import annotations
 
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from scripts.stack import free_port
+from server.store.tokens import digest, token_key
 from tests.integration.apiclient import PASSWORD, Api, start_service
 from tests.integration.conftest import Env
 
@@ -133,15 +135,28 @@ def test_rate_limits_per_token_and_per_address(module_env: Env) -> None:
         svc.stop()
 
 
-def test_internal_errors_are_500_with_a_request_id(module_env: Env) -> None:
-    """With Redis gone, API calls fail as 500 in the envelope with a request id, and no
-    traceback reaches the client."""
+def test_an_outage_is_503_and_a_bug_500_each_with_a_request_id(module_env: Env) -> None:
+    """With Redis gone, API calls answer 503 APIServiceUnavailableError with Retry-After (a
+    warning in the log, no traceback); an unexpected error (a key of the wrong type) is 500
+    APIError with its traceback in the log. Neither shows the client a traceback."""
     svc = start_service(module_env, SHUTTERLOG_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     try:
         r = svc.client.get("/v1/users/self", params={"access_token": "t"})
-        assert meta(r) == (500, "APIError")
+        assert meta(r) == (503, "APIServiceUnavailableError") and r.headers["retry-after"]
         assert r.json()["meta"]["request_id"] == r.headers["x-request-id"]
         assert "Traceback" not in r.text and "redis" not in r.text.lower()
+    finally:
+        svc.stop()
+    assert "a backing service is unavailable" in svc.output.text()
+    assert "Traceback" not in svc.output.text()
+    broken = "broken-" + secrets.token_hex(8)
+    module_env.redis.rpush(token_key(digest(broken)), "not a token")
+    svc = start_service(module_env)
+    try:
+        r = svc.client.get("/v1/users/self", params={"access_token": broken})
+        assert meta(r) == (500, "APIError")
+        assert r.json()["meta"]["request_id"] == r.headers["x-request-id"]
+        assert "Traceback" not in r.text and "WRONGTYPE" not in r.text
     finally:
         svc.stop()
     assert "Traceback" in svc.output.text()  # it is in the service's log instead

@@ -14,13 +14,14 @@ from typing import Any
 import pysolr
 import pytest
 
-from plugins.geo import GeoUnavailable, open_index
+from plugins.geo import open_index
 from plugins.geo.solr import CATALOG_ID, SolrGeoIndex, solr_client
 from scripts.fakes.solr import FakeSolr, Recorded
 from server.config import load
 from server.domain.geo import GeoPoint, GeoQuery
+from server.interfaces import GeoUnavailable
+from server.outages import outage
 from tests.helpers import wait_for
-from workers.advance import outage
 
 P1 = GeoPoint(1, 10, 48.85, 2.35, 1000, location_id=7)
 P2 = GeoPoint(2, 11, 48.851, 2.351, 2000, hidden=True)

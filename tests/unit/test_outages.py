@@ -10,8 +10,8 @@ import pysolr
 import redis
 import redis.exceptions
 
-from plugins.geo import GeoUnavailable
-from workers.advance import outage
+from server.interfaces import GeoUnavailable
+from server.outages import outage
 
 
 def test_only_our_clients_connection_errors_are_outages() -> None:
