@@ -86,6 +86,11 @@ def act(call: Call, pair: Pair, action: Action) -> Pair:
             if replay is not None:
                 recorded = [store.get_txn(txn, i) for i in replay.event_ids]
                 return [e.data for e in recorded if e is not None]
+        # The streams' versions first, then the state decided on: a writer committing in
+        # between makes the append conflict and the decision run again (append_latest_txn)
+        follows = rules.follow_stream(follower, followee)
+        blocks = rules.block_stream(pair.me, pair.them)
+        versions = {s: store.stream_version_txn(txn, s) for s in (follows, blocks)}
         edge = graph.edge(txn, follower, followee)[0]
         fresh = (replace(pair, incoming=edge) if incoming
                  else replace(pair, outgoing=edge,
@@ -94,12 +99,10 @@ def act(call: Call, pair: Pair, action: Action) -> Pair:
         events = decide(fresh, action)
         by_stream: dict[str, list[Event]] = {}
         for e in events:
-            stream = (rules.block_stream(pair.me, pair.them) if e.TYPE in rules.BLOCK_TYPES
-                      else rules.follow_stream(follower, followee))
-            by_stream.setdefault(stream, []).append(e)
+            by_stream.setdefault(blocks if e.TYPE in rules.BLOCK_TYPES else follows, []).append(e)
         requests = [
             AppendRequest(shard, stream, tuple(NewEvent(e, actor=pair.me) for e in evs),
-                          expected_version=store.stream_version_txn(txn, stream),
+                          expected_version=versions[stream],
                           idempotency_key=key if i == 0 else None)
             for i, (stream, evs) in enumerate(by_stream.items())
         ]

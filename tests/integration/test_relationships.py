@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import random
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from server.api.envelope import APIError
+from server.api.relationships import Pair, act, read_pair
 from server.db import Txn
 from server.domain.graph import (
+    Action,
     Edge,
     UserBlocked,
     UserFollowed,
@@ -311,3 +318,75 @@ def test_an_old_block_applied_again_keeps_a_follow_made_after_the_unblock(env: E
     assert follows[1] is not None and follows[1] < block.id
     CONSUMERS.get("blocks").handle(driver.ctx, [block])
     assert edge(env, y, x) == follows, "an old block applied again removed a later follow"
+
+
+# --- a decision racing another device's write: the competitor commits right after the ------
+# --- decision's state read (the real handler code runs here, the competitor over HTTP) ------
+
+
+def racing(api: Api, monkeypatch: pytest.MonkeyPatch, me: dict[str, Any],
+           them: dict[str, Any], action: Action, competitor: Callable[[], object]) -> Pair:
+    """``action`` by ``me`` through the API's own code, in this process, with
+    ``competitor`` run once right after the decision's transaction reads the edge."""
+    call = SimpleNamespace(user_id=int(me["id"]), idempotency_key=lambda principal: None,
+                           ctx=SimpleNamespace(store=api.env.store, router=api.env.router))
+    pair = read_pair(call, int(them["id"]))  # type: ignore[arg-type]
+    real, fired = graph.edge, list[bool]()
+
+    def edge(txn: Txn, follower: int, followee: int) -> Any:
+        found = real(txn, follower, followee)
+        if not fired:
+            fired.append(True)
+            competitor()
+        return found
+
+    monkeypatch.setattr(graph, "edge", edge)
+    try:
+        return act(call, pair, action)  # type: ignore[arg-type]
+    finally:
+        monkeypatch.undo()
+        assert fired
+
+
+def test_an_approve_racing_a_withdrawn_request_makes_no_follow(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """F asks to follow private P; P's approve reads the request, then F withdraws it: the
+    approve must decide again (and find nothing to approve), not bring the edge back."""
+    (p, _), (f, tf) = api.user(is_private="true"), api.user()
+    assert api.relate(tf, p["id"], "follow")["outgoing_status"] == "requested"
+    with pytest.raises(APIError):  # this user has not requested to follow you
+        racing(api, monkeypatch, p, f, Action.APPROVE,
+               lambda: api.relate(tf, p["id"], "unfollow"))
+    assert api.get(f"/v1/users/{p['id']}/relationship", tf).json()["data"][
+        "outgoing_status"] == "none"
+
+
+def test_an_ignore_racing_an_approve_keeps_the_follower(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """P ignores F's request on one device as P approves it on another: the ignore, which
+    read the request before the approve committed, decides again and leaves the follow."""
+    (p, tp), (f, tf) = api.user(is_private="true"), api.user()
+    assert api.relate(tf, p["id"], "follow")["outgoing_status"] == "requested"
+    racing(api, monkeypatch, p, f, Action.IGNORE, lambda: api.relate(tp, f["id"], "approve"))
+    assert api.get(f"/v1/users/{p['id']}/relationship", tf).json()["data"][
+        "outgoing_status"] == "follows"
+
+
+def test_a_block_racing_the_blockers_own_follow_leaves_no_edge(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blocks B on one device as A follows B on another: the block read no edge, so it
+    took none inline, and the follow read no block; the blocks consumer (which applied the
+    follow before the block existed) removes A's edge when it applies the block."""
+    (a, ta), (b, _) = api.user(), api.user()
+    driver = Driver(api.env)
+
+    def follow() -> None:
+        assert api.relate(ta, b["id"], "follow")["outgoing_status"] == "follows"
+        driver.drive("blocks", "followers")
+
+    assert racing(api, monkeypatch, a, b, Action.BLOCK, follow).i_block
+    driver.drive("blocks", "followers")
+    a_id, b_id = int(a["id"]), int(b["id"])
+    db = api.env.router.database(shard_of(a_id))
+    assert db.run_interaction("edge", graph.edge, a_id, b_id)[0] is Edge.NONE
+    assert db.run_interaction("block", graph.block_id, a_id, b_id) is not None

@@ -1,8 +1,10 @@
 """The ``blocks`` consumer: a block removes the follow edges both ways.
 
-The blocker's own edge is removed inline, in the block's transaction (same shard). The
-blocked user's edge to the blocker lives in the blocked user's shard, so this consumer
-removes it by appending ``UserUnfollowed(reason="blocked")`` to that follow stream. It also
+The blocker's own edge is removed inline, in the block's transaction (same shard), if it
+exists as the block decides; a follow by the blocker committing meanwhile (another device)
+is removed here, as the blocked user's edge to the blocker is: it lives in the blocked
+user's shard, so this consumer removes it by appending ``UserUnfollowed(reason="blocked")``
+to that follow stream. It also
 watches new follow edges: a follow that raced a block (each decided before the other
 committed) is removed when either event is applied, since whichever is applied second sees
 the other.
@@ -73,8 +75,11 @@ def remove_if_blocked(ctx: WorkerContext, follower: int, followee: int) -> bool:
 def blocks(ctx: WorkerContext, events: list[RecordedEvent]) -> None:
     removed = 0
     for e in events:
-        if isinstance(e.data, UserBlocked):  # the blocked user's edge to the blocker
+        if isinstance(e.data, UserBlocked):
+            # the blocked user's edge to the blocker, and the blocker's own to them: the
+            # block took that one inline, unless a follow committed as the block decided
             removed += remove_if_blocked(ctx, e.data.blocked, e.data.blocker)
+            removed += remove_if_blocked(ctx, e.data.blocker, e.data.blocked)
         else:
             removed += remove_if_blocked(
                 ctx, e.data.follower, e.data.followee)  # type: ignore[attr-defined]
