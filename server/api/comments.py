@@ -20,17 +20,18 @@ from server.api.pagination import COUNT, CURSOR, id_cursor, paginate
 from server.api.params import Param
 from server.api.users import short_json
 from server.context import ServiceContext
-from server.db import RetryTransaction, Txn
+from server.db import Txn
 from server.domain import comments as rules
 from server.domain import tags as tagging
 from server.domain.comments import CommentAdded, CommentDeleted, CommentError
 from server.domain.ids import shard_of
-from server.domain.log import AppendRequest, NewEvent, StreamConflict
+from server.domain.log import AppendRequest, NewEvent
 from server.domain.media import State
 from server.shards import mapped_shard
 from server.store import accounts, comments
 from server.store import media as media_store
 from server.store.comments import Comment
+from server.store.events import append_latest_txn
 
 
 def comment_json(c: Comment, author: dict[str, Any]) -> dict[str, Any]:
@@ -115,22 +116,23 @@ def routes(app: Klein, ctx: ServiceContext) -> None:
         shard = shard_of(media_id)
 
         def txn_fn(txn: Txn) -> None:
-            c = comments.get_txn(txn, comment_id) \
-                if mapped_shard(ctx.router, comment_id) == shard else None
-            if c is None or c.media_id != media_id or c.deleted:
-                raise not_found("invalid comment id")
-            if not rules.may_delete(call.user_id, c.author, m.owner_id):
-                raise APIError(400, "APINotAllowedError",
-                               "only the comment's author or the medium's owner may delete it")
-            event = CommentDeleted(comment_id=comment_id, media_id=media_id,
-                                   media_owner=m.owner_id, author=c.author, by=call.user_id)
-            stream = rules.comment_stream(comment_id)
-            try:
-                ctx.store.append_txn(txn, [AppendRequest(
-                    shard, stream, (NewEvent(event, actor=call.user_id),),
-                    expected_version=ctx.store.stream_version_txn(txn, stream))])
-            except StreamConflict as e:  # deleted at the same time: decide again
-                raise RetryTransaction(str(e)) from e
+            def decide() -> list[CommentDeleted]:
+                c = comments.get_txn(txn, comment_id) \
+                    if mapped_shard(ctx.router, comment_id) == shard else None
+                if c is None or c.media_id != media_id or c.deleted:
+                    raise not_found("invalid comment id")
+                if not rules.may_delete(call.user_id, c.author, m.owner_id):
+                    raise APIError(400, "APINotAllowedError",
+                                   "only the comment's author or the medium's owner may delete "
+                                   "it")
+                return [CommentDeleted(comment_id=comment_id, media_id=media_id,
+                                       media_owner=m.owner_id, author=c.author,
+                                       by=call.user_id)]
+
+            # deleted at the same time by the author and the owner: one wins, the other
+            # decides again on the deleted comment (404)
+            append_latest_txn(txn, ctx.store, shard, rules.comment_stream(comment_id), decide,
+                              call.user_id)
 
         ctx.router.database(shard).run_interaction("delete_comment", txn_fn)
         return Reply(None)

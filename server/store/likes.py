@@ -41,7 +41,10 @@ def _state_sql(shard: int) -> str:
         f"EXISTS (SELECT 1 FROM {s}.blocks b WHERE b.blocker = m.owner_id AND b.blocked = $2), "
         f"EXISTS (SELECT 1 FROM {s}.likes l WHERE l.media_id = $1 AND l.user_id = $2), "
         "(SELECT coalesce(max(version), 0) FROM events WHERE stream = $3) "
-        f"FROM {s}.media m JOIN {s}.users u ON u.id = m.owner_id WHERE m.id = $1"
+        f"FROM {s}.media m JOIN {s}.users u ON u.id = m.owner_id WHERE m.id = $1 "
+        # the medium cannot be deleted under the decision (the deletion locks it FOR UPDATE);
+        # likers, who update its counter (FOR NO KEY UPDATE), do not wait on each other
+        "FOR KEY SHARE OF m"
     )
 
 

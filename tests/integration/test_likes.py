@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import concurrent.futures
 import random
+import threading
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
+import pytest
 
-from server.db import Txn
+from klein import Klein
+
+from server.api import comments as comments_api
+from server.api.endpoint import declared
+from server.api.envelope import APIError
+from server.db import Database, Txn
 from server.domain.ids import shard_of
+from server.domain.log import AppendRequest, NewEvent
+from server.domain.media import MediaDeleted, State, media_stream
 from server.domain.shards import schema_name
+from server.store import comments as comments_store
+from server.store import media
 from tests.helpers import wait_for
 from tests.integration.apiclient import Api
-from tests.integration.mediakit import post, settle
+from tests.integration.mediakit import post, post_direct, settle
 
 
 def medium(api: Api, token: str, media_id: str) -> dict:
@@ -141,3 +154,77 @@ def test_a_storm_of_likes_and_unlikes_ends_with_exact_counts(api: Api) -> None:
     assert likers == count
     settle(api.env)
     wait_for(lambda: medium(api, ta, m)["likes"]["count"] == count, 10, "the cached count")
+
+
+def waiting_on_a_row_lock(db: Database) -> bool:
+    """Whether a session of ``db`` waits on a row (or its transaction) lock."""
+    row = db.run_interaction("waiting", Txn.fetchone, "SELECT count(*) FROM pg_locks WHERE "
+                             "NOT granted AND locktype IN ('tuple', 'transactionid')")
+    return bool(row and row[0])
+
+
+def test_a_like_waits_for_a_deletion_in_progress_and_is_refused(api: Api) -> None:
+    """A's deletion of a medium has locked it and appended MediaDeleted, not committed yet,
+    when B's like arrives: the like waits for it, then answers 404; nothing is appended
+    after the deletion and the count stays 0."""
+    a, _ = api.user()
+    _, tb = api.user()
+    media_id = post_direct(api.env, int(a["id"]))
+    shard = shard_of(media_id)
+    db = api.env.router.database(shard)
+    answers: list[httpx.Response] = []
+    liking = threading.Thread(target=lambda: answers.append(
+        api.post(f"/v1/media/{media_id}/likes", tb)))
+
+    def deleting(txn: Txn) -> None:  # what DELETE /v1/media/{id} runs
+        assert media.state_of_txn(txn, media_id) is State.READY  # FOR UPDATE
+        api.env.store.append_txn(txn, [AppendRequest(shard, media_stream(media_id), (
+            NewEvent(MediaDeleted(media_id=media_id, owner=int(a["id"]))),))])
+        liking.start()
+        wait_for(lambda: waiting_on_a_row_lock(db), 20, "the like to wait for the deletion")
+
+    db.run_interaction("delete", deleting)
+    liking.join(30)
+    assert answers and answers[0].status_code == 404, answers
+    types = [e.type for e in api.env.store.read_stream(shard, media_stream(media_id))]
+    assert types[-1] == "MediaDeleted"
+    row = db.run_interaction("count", Txn.fetchone, f"SELECT like_count FROM "
+                             f"{schema_name(shard)}.media WHERE id = %s", (media_id,))
+    assert row == (0,)
+
+
+def test_a_comment_deleted_by_its_author_and_the_owner_at_once_is_deleted_once(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The author's deletion reads the comment; the owner's deletion commits; the author's
+    decides again on the deleted comment (404): one CommentDeleted in the log."""
+    (owner, towner), (author, tauthor) = api.user(), api.user()
+    media_id = post_direct(api.env, int(owner["id"]))
+    r = api.post(f"/v1/media/{media_id}/comments", tauthor, text="nice one")
+    assert r.status_code == 200, r.text
+    comment_id = r.json()["data"]["id"]
+    real, fired = comments_store.get_txn, list[bool]()
+
+    def get_txn(txn: Txn, cid: int) -> Any:
+        found = real(txn, cid)
+        if not fired:
+            fired.append(True)
+            gone = api.http.delete(f"/v1/media/{media_id}/comments/{comment_id}",
+                                   headers={"Authorization": f"Bearer {towner}"})
+            assert gone.status_code == 200, gone.text
+        return found
+
+    monkeypatch.setattr(comments_store, "get_txn", get_txn)
+    app = Klein()
+    comments_api.routes(app, SimpleNamespace(store=api.env.store,  # type: ignore[arg-type]
+                                             router=api.env.router))
+    delete = next(e.handler for e in declared(app) if e.handler.__name__ == "delete_comment")
+    with pytest.raises(APIError) as refused:
+        delete(SimpleNamespace(  # type: ignore[arg-type]
+            user_id=int(author["id"]), params={"media_id": str(media_id),
+                                               "comment_id": comment_id},
+            ctx=SimpleNamespace(store=api.env.store, router=api.env.router),
+            idempotency_key=lambda principal: None))
+    assert refused.value.code == 404 and fired
+    types = [e.type for e in api.env.store.read_stream(
+        shard_of(media_id), f"comment:{comment_id}")]
+    assert types == ["CommentAdded", "CommentDeleted"]
