@@ -34,9 +34,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not the top-level ``-c/--config``
+    option or its value."""
+    words = iter(argv)
+    for word in words:
+        if word in ("-c", "--config"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in GREEN and not {"-h", "--help"} & set(argv):  # --help stays plain
+    # before anything else is imported; --help stays plain
+    if command_of(argv) in GREEN and not {"-h", "--help"} & set(argv):
         from workers.green import patch
 
         patch()

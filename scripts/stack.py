@@ -94,14 +94,19 @@ class LocalStack:
 
     def up(self, timeout: float = 60.0) -> list[str]:
         """Start whatever is not running yet, wait until each server answers, and return the
-        names of the servers this call started."""
+        names of the servers this call started (if one fails to start, those it had started
+        are stopped before the error goes on)."""
         for d in ("run", "log"):
             (self.var / d).mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
         started = [name for name in self.ports if self.pid(name) is None]
-        self._start_postgres(deadline)
-        self._start_redis(deadline)
-        self._start_gearmand(deadline)
+        try:
+            self._start_postgres(deadline)
+            self._start_redis(deadline)
+            self._start_gearmand(deadline)
+        except BaseException:  # a port taken, a server that never answers: none left behind
+            self.down([name for name in started if self.pid(name) is not None])
+            raise
         return started
 
     def down(self, names: list[str] | None = None, timeout: float = 30.0) -> None:

@@ -51,12 +51,17 @@ def children(cfg: Config) -> list[Child]:
 
 
 class Supervisor:
-    """Runs the children until told to stop or until one of them exits."""
+    """Runs the children until told to stop or until one of them exits. ``config_file`` (the
+    ``--config`` given) reaches every child as ``SHUTTERLOG_CONFIG``, so all of them read
+    the configuration this run read."""
 
-    def __init__(self, cfg: Config, stack: LocalStack, say: Callable[[str], None]) -> None:
+    def __init__(self, cfg: Config, stack: LocalStack, say: Callable[[str], None],
+                 config_file: str | None = None) -> None:
         self.cfg = cfg
         self.stack = stack
         self.say = say
+        self.env = os.environ | (
+            {"SHUTTERLOG_CONFIG": str(Path(config_file).absolute())} if config_file else {})
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._stopping = False
 
@@ -67,11 +72,17 @@ class Supervisor:
         from server.shards import ShardRouter
         from server.store.migrate import migrate
 
+        other = running_pid(self.cfg.var)
+        if other is not None:
+            self.say(f"already running (pid {other}) for {self.cfg.var}: 'shutterlog down' "
+                     "stops it")
+            return 1
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
         pidfile = self.cfg.var / "run" / "shutterlog.pid"
-        started = self.stack.up(timeout=180)
-        pidfile.write_text(f"{os.getpid()} {start_time(os.getpid())}\n")
+        mine = f"{os.getpid()} {start_time(os.getpid())}\n"
+        started = self.stack.up(timeout=180)  # on failure, it stops what it started
+        pidfile.write_text(mine)
         code = 0
         try:
             router = ShardRouter(self.cfg.shard_map, pool_size=1, name="shutterlog-migrate")
@@ -83,7 +94,8 @@ class Supervisor:
                 if self._stopping:
                     break
                 self.say(f"starting {child.name}")
-                self.procs[child.name] = subprocess.Popen(child.argv, start_new_session=True)
+                self.procs[child.name] = subprocess.Popen(child.argv, env=self.env,
+                                                          start_new_session=True)
             self.say(
                 f"shutterlog is up on {self.cfg.http.public_url} (Ctrl-C stops everything)"
             )
@@ -99,7 +111,8 @@ class Supervisor:
             if started:
                 self.say(f"stopping {', '.join(started)}")
                 self.stack.down(started)
-            pidfile.unlink(missing_ok=True)
+            if pidfile.exists() and pidfile.read_text() == mine:
+                pidfile.unlink()
         return code
 
     def _stop_children(self) -> None:

@@ -479,11 +479,12 @@ def parse_workers(lines: list[str]) -> list[WorkerInfo]:
     """``workers`` lines: ``FD IP-ADDRESS CLIENT-ID : FUNCTION ...``."""
     out = []
     for line in lines:
-        head, sep, functions = line.partition(" :")
-        parts = head.split(" ")
-        if not sep or len(parts) < 3:
+        # the address may hold " :" itself (IPv6: "::1"), so it is taken by position first
+        parts = line.split(" ", 2)
+        client, sep, functions = parts[-1].partition(" :")
+        if not sep or len(parts) < 3 or not parts[0].isdigit():
             raise ProtocolError(f"not a workers line: {line!r}")
-        out.append(WorkerInfo(int(parts[0]), parts[1], parts[2], tuple(functions.split())))
+        out.append(WorkerInfo(int(parts[0]), parts[1], client, tuple(functions.split())))
     return out
 
 

@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     from scripts.supervisor import Supervisor
 
     cfg = config(args)
-    return Supervisor(cfg, stack(cfg), say).run()
+    return Supervisor(cfg, stack(cfg), say, args.config).run()
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from scripts.stack import free_port
+from server.probes import gearman_version
+from tests.helpers import wait_for
 from tests.integration.conftest import Env
 from tests.integration.gearmand import Gearmand
 from workers import gearman
@@ -17,6 +23,7 @@ from workers.gearman import (
     WorkerConnection,
     encode,
 )
+from workers.status import _gearmand
 
 
 def test_unique_key_over_64_bytes_is_an_error_not_a_hang(env: Env) -> None:
@@ -81,3 +88,28 @@ def test_submit_fails_over_and_a_sleeping_worker_wakes(env: Env, tmp_path) -> No
         worker.close()
         client.close()
         second.stop()
+
+
+def test_status_reads_the_workers_of_a_gearmand_on_ipv6(tmp_path: Path) -> None:
+    """A gearmand reached over IPv6 (``::1:PORT``) lists its workers with addresses that
+    hold " :" themselves; status still reads them (it used to report the server DOWN)."""
+    port = free_port()
+    exe = shutil.which("gearmand") or "/usr/sbin/gearmand"
+    proc = subprocess.Popen([exe, "--listen", "::1", "--port", str(port), "--log-file",
+                             str(tmp_path / "g.log"), "--verbose", "WARNING"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = f"::1:{port}"
+    worker = WorkerConnection(server, ["advance", "task"], "ipv6-worker")
+    try:
+        wait_for(lambda: gearman_version("::1", port) is not None, 20, "gearmand on ::1")
+        worker.connect()
+        assert worker.grab() is None  # registered (CAN_DO) and answered
+        report = _gearmand(server, "")
+        assert report["up"] and report["workers"] == 1, report
+        [found] = [w for w in gearman.workers(server) if w.functions]  # not the admin link
+        assert found.client_id == "ipv6-worker" and found.ip.startswith("::")
+        assert set(found.functions) == {"advance", "task"}
+    finally:
+        worker.close()
+        proc.terminate()
+        proc.wait(20)

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from scripts.stack import free_port
+from scripts.supervisor import running_pid
 from tests.helpers import REPO, Process, scrubbed_env, wait_for
 from tests.integration.test_stack import processes_under
 from workers import gearman
@@ -44,16 +45,38 @@ def answers(port: str) -> bool:
         return False
 
 
+def config_file(var: Path, env: dict[str, str]) -> Path:
+    """``env``'s settings (``SHUTTERLOG_SECTION_KEY``) as a configuration file in ``var``."""
+    sections: dict[str, list[str]] = {}
+    for name, value in env.items():
+        section, _, key = name.removeprefix("SHUTTERLOG_").lower().partition("_")
+        if section != "var":
+            sections.setdefault(section, []).append(f"{key} = {value}")
+    text = f'var = "{env["SHUTTERLOG_VAR"]}"\n' + "".join(
+        f"[{section}]\n" + "\n".join(lines) + "\n" for section, lines in sections.items())
+    path = var / "shutterlog.toml"
+    path.write_text(text)
+    return path
+
+
 def test_run_then_ctrl_c_stops_every_process() -> None:
-    """run brings the system up (/healthz 200, relay and workers running, the workers
-    connected to gearmand); SIGINT stops all of it, leaving no process."""
+    """run with a configuration file brings the system up (/healthz 200 on its port, relay
+    and workers running on theirs, the workers connected to gearmand: each child read the
+    file); a second run for the same state refuses, leaving the first one's pid file; SIGINT
+    stops all of it, leaving no process."""
     var = Path(tempfile.mkdtemp(prefix="shutterlog-run-test-"))
-    env = system_env(var)
-    proc = Process([sys.executable, "-m", "scripts.cli", "run"], env, "run")
+    var.chmod(0o755)  # PostgreSQL (as user postgres when we are root) must enter it
+    env = system_env(var / "state")
+    cli = [sys.executable, "-m", "scripts.cli", "--config", str(config_file(var, env))]
+    proc = Process([*cli, "run"], {}, "run")
     try:
         wait_for(lambda: healthy(env["SHUTTERLOG_HTTP_PORT"]) or not proc.alive(), 120,
                  "the system to answer /healthz")
         assert proc.alive(), proc.output.text()
+        second = subprocess.run([*cli, "run"], env=scrubbed_env({}), cwd=REPO,
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "already running" in second.stderr, second.stderr
+        assert running_pid(var / "state") == proc.proc.pid
         metrics = [env["SHUTTERLOG_RELAY_METRICS_PORT"], env["SHUTTERLOG_WORKERS_METRICS_PORT"]]
         wait_for(lambda: all(answers(p) for p in metrics), 60, "relay and workers /metrics")
         gearmand = f"127.0.0.1:{env['SHUTTERLOG_STACK_GEARMAN_PORT']}"

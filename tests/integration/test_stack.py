@@ -77,6 +77,24 @@ def test_port_taken_by_a_stranger_is_refused() -> None:
             shutil.rmtree(var, ignore_errors=True)
 
 
+def test_a_start_failing_half_way_stops_what_it_started() -> None:
+    """gearmand's port is taken by a stranger: PostgreSQL and Redis were started first, and
+    the failed start stops them again (a failed ``shutterlog run`` leaves no server)."""
+    var = Path(tempfile.mkdtemp(prefix="shutterlog-stack-test-"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        s = LocalStack(var, postgres_port=free_port(), redis_port=free_port(),
+                       gearman_port=busy.getsockname()[1], ephemeral=True)
+        try:
+            with pytest.raises(StackError, match="SHUTTERLOG_STACK_GEARMAN_PORT"):
+                s.up()
+            assert processes_under(var) == []
+        finally:
+            s.down()
+            shutil.rmtree(var, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the cluster to 'postgres'")
 def test_state_dir_postgres_cannot_reach_is_explained(tmp_path: Path) -> None:
     """As root, a state directory under a 0700 parent is refused with what to do about it."""

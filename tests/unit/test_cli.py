@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from scripts.cli import main, parser
+from scripts.cli import command_of, main, parser
+from tests.helpers import REPO, scrubbed_env
 
 
 def all_commands(p: argparse.ArgumentParser, prefix: list[str]) -> list[list[str]]:
@@ -57,3 +61,36 @@ def test_secrets_genkey_prints_a_usable_key(capsys) -> None:
     assert main(["secrets", "genkey"]) == 0
     check_key(first)
     assert first != capsys.readouterr().out.strip()
+
+
+def test_the_command_is_found_past_the_config_option() -> None:
+    """``shutterlog --config F workers``: the command is ``workers`` (so it runs under
+    gevent's patching), wherever the option and however it is spelled."""
+    assert command_of(["--config", "f.toml", "workers"]) == "workers"
+    assert command_of(["-c", "relay", "relay"]) == "relay"  # a file may be named as a command
+    assert command_of(["workers", "--help"]) == "workers"
+    assert command_of(["--config=f.toml", "relay"]) == "relay"
+    assert command_of(["--config", "f.toml"]) is None and command_of([]) is None
+
+
+@pytest.mark.parametrize("command", ["workers", "relay"])
+def test_green_commands_are_patched_with_a_config_file(tmp_path: Path, command: str) -> None:
+    """The relay and the workers given a configuration file still run under gevent's
+    patching (sockets cooperative), as without one."""
+    probe = (
+        "import sys\n"
+        f"import scripts.commands.{command} as m\n"
+        "def probe(args):\n"
+        "    import gevent.monkey\n"
+        "    print('PATCHED' if gevent.monkey.is_module_patched('socket') else 'PLAIN')\n"
+        "    return 0\n"
+        f"m._{command} = probe\n"
+        "from scripts.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    cfg = tmp_path / "shutterlog.toml"
+    cfg.write_text('[log]\nlevel = "info"\n')
+    done = subprocess.run([sys.executable, "-c", probe, "--config", str(cfg), command],
+                          cwd=REPO, env=scrubbed_env({}), capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "PATCHED"), done.stderr[-2000:]
