@@ -162,7 +162,7 @@ class RedisBuild(_Handled):
         self.ns.set_fields({f"{k}:meta": ("low", first) for k, first in firsts.items()})
 
     def swap(self, positions: dict[int, Position]) -> str:
-        swapped, retired = self.ns.swap(self.spec, self.prefix)
+        swapped, retired = self.ns.swap(self.spec, self.prefix, dom.marker(self.run))
         self.ns.drop(self.prefix, dom.marker(self.run))
         return f"{swapped} keys swapped in, {retired} retired"
 
@@ -320,6 +320,15 @@ class FollowersBuild(_ShadowTables):
         return [r for s in shards for r in store.table_rows_txn(
             txn, schema_name(s), table, ("followee", "follower"), "state || ' ' || id")]
 
+    def _compare_txn(self, txn: Txn, shards: Sequence[int]) -> list[Difference]:
+        """The rows, then each user's ``followed_by_count`` (live state too: the swap
+        recounts it) against the shadow's active rows."""
+        expected = [r for s in shards
+                    for r in store.followed_by_counts_txn(txn, s, self.table_name)]
+        found = [r for s in shards for r in store.table_rows_txn(
+            txn, schema_name(s), "users", ("id",), "followed_by_count")]
+        return (super()._compare_txn(txn, shards)
+                + dom.compare_rows("followed_by_count", expected, found))
 
 
 class GeoBuild(_Handled):

@@ -231,7 +231,7 @@ class Replayer:
             return Item(spec, 0, self._build_of(spec, 0, consumer, shards), False, {})
         for old in self.control.run_interaction("old_runs", store.other_open_runs_txn,
                                                 kind, spec.name):
-            leftover = self._build_of(spec, old.id, consumer, shards)
+            leftover = self._build_of(spec, old.id, consumer, old.shards)
             with contextlib.suppress(Exception):  # a namespace already gone is fine
                 leftover.drop()
             leftover.close()
@@ -247,16 +247,29 @@ class Replayer:
         return build_for(spec, run, self.ctx, consumer, shards)
 
     def _total(self, items: list[Item], shards: list[int]) -> int:
+        """The events the build reads and counts: those of each of its passes over a shard."""
         total = 0
         for s in shards:
-            mine = [i for i in items if self._covers(i, s)]
-            if not mine:
-                continue
-            after = min(i.positions.get(s, ORIGIN) for i in mine)
-            types = frozenset().union(*(i.build.types for i in mine))
-            total += self.router.database(s).run_interaction(
-                "count_events", store.count_after_txn, s, after, types)
+            for mine, bound in self._passes(items, s):
+                after = min(i.positions.get(s, ORIGIN) for i in mine)
+                types = frozenset().union(*(i.build.types for i in mine))
+                total += self.router.database(s).run_interaction(
+                    "count_events", store.count_after_txn, s, after, types, bound)
         return total
+
+    def _passes(self, items: list[Item], shard: int
+                ) -> list[tuple[list[Item], Position | None]]:
+        """How a build reads ``shard``: one pass for every item but side effects, to the
+        head; then one per side effect, up to its live checkpoint (the bound: the live
+        consumer has yet to publish what follows it)."""
+        mine = [i for i in items if self._covers(i, shard)]
+        plain = [i for i in mine if not self._side_effect(i)]
+        passes: list[tuple[list[Item], Position | None]] = [(plain, None)] if plain else []
+        for i in mine:
+            if self._side_effect(i):
+                assert i.spec.consumer is not None
+                passes.append(([i], self._live_positions(i.spec.consumer, [shard])[shard]))
+        return passes
 
     @staticmethod
     def _covers(item: Item, shard: int) -> bool:
@@ -281,18 +294,8 @@ class Replayer:
                                                 time.monotonic() - started))
 
         def shard(s: int) -> None:
-            mine = [i for i in items if self._covers(i, s)]
-            plain = [i for i in mine if not self._side_effect(i)]
-            if plain:
-                self._advance(plain, s, until_id=until_id, wait=False, tick=tick)
-            for i in mine:
-                if self._side_effect(i):
-                    # A side effect's rebuild stays at or behind its live checkpoint: the
-                    # live consumer has yet to publish what follows it.
-                    assert i.spec.consumer is not None
-                    bound = self._live_positions(i.spec.consumer, [s])[s]
-                    self._advance([i], s, bound=bound, until_id=until_id, wait=False,
-                                  tick=tick)
+            for mine, bound in self._passes(items, s):
+                self._advance(mine, s, bound=bound, until_id=until_id, wait=False, tick=tick)
 
         with ThreadPoolExecutor(PARALLEL, thread_name_prefix="replay-shard") as pool:
             try:

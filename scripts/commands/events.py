@@ -14,9 +14,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scripts.commands.common import config, emit
+
+if TYPE_CHECKING:
+    from server.db import Txn
+    from server.domain.log import Position
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,26 +96,47 @@ def _print(event: Any, as_json: bool) -> None:
           f"{actor}  {data}", flush=True)
 
 
+#: How often (seconds) --follow re-reads every shard without being notified, and a shard an
+#: older open transaction held back (its commit may notify another shard only).
+_POLL, _BLOCKED_POLL = 1.0, 0.1
+
+
 def _tail(args: argparse.Namespace) -> int:
     types = set(args.types) if args.types else None
     with _store(args) as store:
-        for event in store.latest(args.lines, types, args.user):
+        printed = store.latest(args.lines, types, args.user)
+        for event in printed:
             _print(event, args.json)
         if args.follow:
             try:
-                _follow(store, types, args.user, args.json)
+                _follow(store, types, args.user, args.json, {e.id for e in printed})
             except KeyboardInterrupt:
                 return 0
     return 0
 
 
-def _follow(store: Any, types: set[str] | None, user: int | None, as_json: bool) -> None:
-    """Print events committed from now on, shard by shard in log order, woken by the same
-    NOTIFY the relay listens to (and a 1 s poll)."""
-    from server.domain.checkpoints import NOTIFY_CHANNEL, parse_notification
-    from server.domain.log import ORIGIN
+def _safe_head_txn(txn: Txn, shard: int) -> Position:
+    """The newest position of ``shard`` below every transaction still open (the origin if
+    none): an event committed later comes after it, as for a ``from_head`` consumer's first
+    checkpoint."""
+    from server.domain.log import ORIGIN, Position
 
-    positions = {s: store.head(s) or ORIGIN for s in range(store.router.count)}
+    row = txn.fetchone(
+        "SELECT txid::text, id FROM events WHERE shard = %s "
+        "AND txid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY txid DESC, id DESC "
+        "LIMIT 1", (shard,))
+    return Position(int(row[0]), row[1]) if row else ORIGIN
+
+
+def _follow(store: Any, types: set[str] | None, user: int | None, as_json: bool,
+            printed: set[int]) -> None:
+    """Print events committed from now on (but those already ``printed``), shard by shard
+    in log order, woken by the same NOTIFY the relay listens to (and a poll)."""
+    from server.domain.checkpoints import NOTIFY_CHANNEL, parse_notification
+
+    positions = {s: store.router.database(s).run_interaction("safe_head", _safe_head_txn, s)
+                 for s in range(store.router.count)}
+    blocked: set[int] = set()  # shards whose next events an older open transaction hides
     listeners = []
     for db in store.router.databases():
         conn = db.connect(autocommit=True)
@@ -120,8 +145,9 @@ def _follow(store: Any, types: set[str] | None, user: int | None, as_json: bool)
     print("shutterlog: following the log (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         while True:
-            ready, _, _ = select.select(listeners, [], [], 1.0)
-            woken: set[int] = set()
+            ready, _, _ = select.select(listeners, [], [],
+                                        _BLOCKED_POLL if blocked else _POLL)
+            woken = set(blocked)
             for conn in ready:
                 conn.poll()
                 woken |= {parse_notification(n.payload)[0] for n in conn.notifies}
@@ -130,9 +156,13 @@ def _follow(store: Any, types: set[str] | None, user: int | None, as_json: bool)
                 while True:
                     page = store.read_page(shard, positions[shard], 500, types)
                     for event in page.events:
-                        if user is None or event.actor == user:
+                        if (user is None or event.actor == user) and event.id not in printed:
                             _print(event, as_json)
                     positions[shard] = page.next
+                    if page.more and page.scanned == 0:
+                        blocked.add(shard)
+                    else:
+                        blocked.discard(shard)
                     if not page.more or page.scanned == 0:
                         break
     finally:

@@ -150,14 +150,14 @@ def _replay(args: argparse.Namespace) -> int:
     ctx = WorkerContext.create(cfg, name="shutterlog-replay")
     replayer = Replayer(ctx, CONSUMERS, out, lock_timeout=args.lock_timeout)
     try:
-        specs = resolve(args.projections, args.shards, ctx.router.count)
+        specs, shards = resolve(args.projections, args.shards, ctx.router.count)
         if args.verify and "all" in args.projections and "realtime" not in args.projections:
             # What was published stays published: a history rebuilt from today's rows lacks
             # media deleted or made private since, so it is only verified when named.
             specs = [s for s in specs if s.name != "realtime"]
             out.say("verify all: realtime histories left out (name realtime to compare them: "
                     "media deleted since they were published show as differences)")
-        items = replayer.execute(Request(specs, args.shards, args.until, args.verify,
+        items = replayer.execute(Request(specs, shards, args.until, args.verify,
                                          args.dry_run, args.fresh, args.limit))
     except ReplayUsageError as e:
         out.say(f"error: {e}", error="usage")

@@ -75,8 +75,11 @@ class ReplayUsageError(ValueError):
     """A replay asked for something that cannot be done (names what and why)."""
 
 
-def resolve(names: Iterable[str], shards: Iterable[int] | None, count: int) -> list[Spec]:
-    """The projections named (``all`` expands), checked against ``--shard``."""
+def resolve(names: Iterable[str], shards: Iterable[int] | None, count: int
+            ) -> tuple[list[Spec], list[int] | None]:
+    """The projections named (``all`` expands), checked against ``--shard``, and the shards
+    asked for, each once, in order (a run of the same shards resumes whatever order they
+    were named in)."""
     picked: list[str] = []
     for name in names:
         if name == "all":
@@ -87,8 +90,9 @@ def resolve(names: Iterable[str], shards: Iterable[int] | None, count: int) -> l
         else:
             raise ReplayUsageError(
                 f"unknown projection {name!r}: choose from {', '.join([*SPECS, 'all'])}")
-    if shards is not None:
-        bad = sorted(s for s in shards if not 0 <= s < count)
+    only = sorted(set(shards)) if shards is not None else None
+    if only is not None:
+        bad = [s for s in only if not 0 <= s < count]
         if bad:
             raise ReplayUsageError(f"--shard {bad[0]}: shards are 0 to {count - 1}")
         whole = [n for n in picked if not SPECS[n].by_shard]
@@ -97,7 +101,7 @@ def resolve(names: Iterable[str], shards: Iterable[int] | None, count: int) -> l
                 f"--shard applies to projections kept per logical shard (followers); "
                 f"{', '.join(whole)} mix every shard's events in one key space: replay "
                 "them whole")
-    return [SPECS[n] for n in sorted(picked, key=ALL.index)]
+    return [SPECS[n] for n in sorted(picked, key=ALL.index)], only
 
 
 def prefix(run: int) -> str:

@@ -136,11 +136,17 @@ def set_live_checkpoints_txn(txn: Txn, consumer: str, positions: dict[int, Posit
             (consumer, shard, str(p.txid), p.id))
 
 
-def count_after_txn(txn: Txn, shard: int, after: Position, types: Collection[str]) -> int:
-    """Events of ``types`` after ``after`` in ``shard`` (the progress bar's total)."""
-    row = txn.fetchone(
-        "SELECT count(*) FROM events WHERE shard = %s AND type = ANY(%s) "
-        "AND (txid, id) > (%s::xid8, %s)", (shard, list(types), str(after.txid), after.id))
+def count_after_txn(txn: Txn, shard: int, after: Position, types: Collection[str],
+                    upto: Position | None = None) -> int:
+    """Events of ``types`` after ``after`` (up to ``upto``, if given) in ``shard`` (the
+    progress bar's total)."""
+    query = ("SELECT count(*) FROM events WHERE shard = %s AND type = ANY(%s) "
+             "AND (txid, id) > (%s::xid8, %s)")
+    params: list[object] = [shard, list(types), str(after.txid), after.id]
+    if upto is not None:
+        query += " AND (txid, id) <= (%s::xid8, %s)"
+        params += [str(upto.txid), upto.id]
+    row = txn.fetchone(query, params)
     return int(row[0]) if row else 0
 
 
@@ -230,14 +236,26 @@ def replace_from_shadow_txn(txn: Txn, schema: str | None, table: str, run: int) 
     txn.execute(sql.SQL("DROP TABLE {s}").format(s=shadow))
 
 
+def _followed_by(shard: int, table: str) -> str:
+    """A query of (user id, n): each user of ``shard`` and the active rows of its ``table``
+    (``followers`` or a shadow copy) that follow them."""
+    s = schema_name(shard)
+    return (f"SELECT u.id, count(f.follower) AS n FROM {s}.users u LEFT JOIN {s}.{table} f "
+            f"ON f.followee = u.id AND f.state = 'active' GROUP BY u.id")
+
+
 def recount_followers_txn(txn: Txn, shard: int) -> None:
     """``users.followed_by_count`` from the followers table (after a swap)."""
-    s = schema_name(shard)
     txn.execute(
-        f"UPDATE {s}.users u SET followed_by_count = c.n FROM (SELECT u2.id, "
-        f"count(f.follower) AS n FROM {s}.users u2 LEFT JOIN {s}.followers f ON "
-        f"f.followee = u2.id AND f.state = 'active' GROUP BY u2.id) c "
-        f"WHERE u.id = c.id AND u.followed_by_count <> c.n")
+        f"UPDATE {schema_name(shard)}.users u SET followed_by_count = c.n FROM "
+        f"({_followed_by(shard, 'followers')}) c WHERE u.id = c.id AND "
+        f"u.followed_by_count <> c.n")
+
+
+def followed_by_counts_txn(txn: Txn, shard: int, table: str) -> list[tuple[Any, ...]]:
+    """(user id, followed_by_count) of every user of ``shard`` as counted from ``table``
+    (what ``recount_followers_txn`` would set once ``table`` is live)."""
+    return txn.fetchall(_followed_by(shard, table))
 
 
 def table_rows_txn(txn: Txn, schema: str | None, table: str, key: Sequence[str],
@@ -317,11 +335,13 @@ class RedisNamespaces:
             pipe.hset(key, f, v)
         pipe.execute()
 
-    def swap(self, spec: Spec, prefix: str) -> tuple[int, int]:
+    def swap(self, spec: Spec, prefix: str, marker: str) -> tuple[int, int]:
         """Make the namespace live in ONE transaction (MULTI/EXEC): each built key is renamed
-        over its live name (keeping its TTL), and the projection's live keys the build does
-        not have are deleted. Readers see the old projection or the new one, never a mix.
-        Returns (keys swapped in, live keys retired)."""
+        over its live name (keeping its TTL), the projection's live keys the build does not
+        have are deleted, and the namespace's ``marker`` too: a namespace swapped (emptied)
+        can never be resumed, whatever happens before its leftovers are dropped. Readers see
+        the old projection or the new one, never a mix. Returns (keys swapped in, live keys
+        retired)."""
         built = self.built_keys(spec, prefix)
         stale = self.live_keys(spec) - built
         pipe = self.redis.pipeline(transaction=True)
@@ -329,8 +349,8 @@ class RedisNamespaces:
             pipe.execute_command("RENAME", prefix + key, key)
         for key in sorted(stale):
             pipe.execute_command("UNLINK", key)
-        if built or stale:
-            pipe.execute()
+        pipe.execute_command("UNLINK", marker)
+        pipe.execute()
         return len(built), len(stale)
 
     def snapshot(self, keys: Collection[str], prefix: str = "") -> dict[str, Any]:

@@ -24,8 +24,9 @@ from server.db import Txn
 from server.domain.checkpoints import lock_key
 from server.domain.ids import shard_of
 from server.domain.log import ORIGIN, Position
-from server.domain.replay import SPECS
+from server.domain.replay import SPECS, Progress
 from server.domain.shards import schema_name
+from server.store import replay as rstore
 from server.store.replay import RedisNamespaces
 from tests.helpers import Process, wait_for
 from tests.integration.apiclient import Api
@@ -33,6 +34,11 @@ from tests.integration.conftest import Env
 from tests.integration.recording import running
 from tests.integration.replay_probe import CALLS
 from tests.integration.replaykit import cli, log_size, settled
+from workers import handlers
+from workers.consumers import CONSUMERS
+from workers.context import WorkerContext
+from workers.rebuilds import FollowersBuild
+from workers.replay import Item, Replayer, Request
 
 REDIS = [s for s in SPECS.values() if s.kind == "redis" and s.name != "realtime"]
 
@@ -400,6 +406,127 @@ def test_flushing_redis_then_replay_all_restores_everything(module_env: Env, ser
     ids = [int(m["id"]) for m in feed.json()["data"]]
     stored = [int(m) for m in env.redis.zrevrange(f"feed:{me['id']}", 0, -1) if m != b"-"]
     assert ids and ids == stored[:len(ids)]
+
+
+class Recorder:
+    """A reporter keeping what an in-process run says."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.progress_seen: list[Progress] = []
+
+    def say(self, message: str, **fields: object) -> None:
+        self.messages.append(message)
+
+    def progress(self, progress: Progress) -> None:
+        self.progress_seen.append(progress)
+
+
+def replay_here(env: Env, *names: str, reporter: Recorder | None = None,
+                **request: Any) -> list[Item]:
+    """A replay run in this process (so that a test can make it crash where it wants)."""
+    handlers.load()
+    ctx = WorkerContext(env.config, env.router, env.store, env.redis)
+    r = Replayer(ctx, CONSUMERS, reporter or Recorder(), lock_timeout=10)
+    try:
+        return r.execute(Request([SPECS[n] for n in names], **request))
+    finally:
+        r.close()
+
+
+def test_crash_right_after_a_redis_swap_then_a_rerun_keeps_the_projection(
+        module_env: Env, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay of tags dies right after its MULTI/EXEC, before its namespace's leftovers
+    are dropped (kill -9 there): the swap itself went through, and the next run does not
+    resume the emptied namespace (whose swap would retire every live key) but starts over,
+    leaving the live tags as they were."""
+    env = module_env
+    ns, tags = RedisNamespaces(env.redis), SPECS["tags"]
+    before = ns.snapshot(ns.live_keys(tags))
+    assert len(before) > 10
+
+    def killed(self: RedisNamespaces, prefix: str, marker: str) -> int:
+        raise RuntimeError("killed right after EXEC")
+
+    with monkeypatch.context() as m:
+        m.setattr(RedisNamespaces, "drop", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            replay_here(env, "tags")
+    assert ns.snapshot(ns.live_keys(tags)) == before
+    rec = Recorder()
+    assert replay_here(env, "tags", reporter=rec)[0].status == "swapped"
+    assert any("starts from the origin" in m for m in rec.messages), rec.messages
+    assert ns.snapshot(ns.live_keys(tags)) == before
+
+
+def test_an_abandoned_followers_run_of_other_shards_is_dropped(
+        module_env: Env, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """followers --shard A fails before its swap, leaving its shadow table in shard A's
+    schema; followers --shard B starts over and abandons that run: the shadow table is
+    dropped from shard A (the old run's shards), not looked for in shard B."""
+    env = module_env
+    a, b = 1, 2
+
+    def crash(self: FollowersBuild, positions: dict[int, Position]) -> str:
+        raise RuntimeError("crash before the swap")
+
+    with monkeypatch.context() as m:
+        m.setattr(FollowersBuild, "swap", crash)
+        with pytest.raises(RuntimeError, match="crash"):
+            replay_here(env, "followers", shards=[a])
+    row = env.router.databases()[0].run_interaction(
+        "r", Txn.fetchone, "SELECT max(id) FROM replay_runs WHERE projection = 'followers'")
+    assert row is not None
+    old = row[0]
+
+    def left(shard: int) -> bool:
+        return bool(env.router.database(shard).run_interaction(
+            "x", rstore.shadow_exists_txn, schema_name(shard), "followers", old))
+
+    assert left(a)
+    assert replay_here(env, "followers", shards=[b])[0].status == "swapped"
+    status = env.router.databases()[0].run_interaction(
+        "r", Txn.fetchone, "SELECT status FROM replay_runs WHERE id = %s", (old,))
+    assert status == ("abandoned",)
+    assert not left(a), f"{schema_name(a)}.followers_r{old} left by the abandoned run"
+
+
+def test_progress_total_counts_the_realtime_pass_too(module_env: Env, world: dict[str, Any]
+                                                     ) -> None:
+    """replay tags realtime reads each shard twice (the real-time histories in a pass of
+    their own, up to the live checkpoint): the progress total counts both passes from the
+    start, so the events done never overtake it (no bar at 100% with a pass to go)."""
+    env = module_env
+    settled(env, ("tags", "realtime"))
+    rec = Recorder()
+    replay_here(env, "tags", "realtime", reporter=rec)
+    total = rec.progress_seen[0].total
+    assert all(p.done <= total for p in rec.progress_seen), (
+        total, rec.progress_seen[-1])
+    assert rec.progress_seen[-1].done > 0
+
+
+def test_verify_followers_compares_followed_by_count(module_env: Env, world: dict[str, Any]
+                                                     ) -> None:
+    """users.followed_by_count is part of followers' live state (the swap recounts it): a
+    wrong count is reported by --verify (key, the log's count, the live one)."""
+    env = module_env
+    followee = next(u for u in world["users"] if followers_of(env, u))
+    shard = shard_of(followee)
+    db, schema = env.router.database(shard), schema_name(shard)
+    row = db.run_interaction("c", Txn.fetchone, f"SELECT followed_by_count FROM {schema}.users "
+                             "WHERE id = %s", (followee,))
+    assert row is not None
+    count = row[0]
+    set_count = f"UPDATE {schema}.users SET followed_by_count = %s WHERE id = %s"
+    db.run_interaction("corrupt", Txn.execute, set_count, (999, followee))
+    try:
+        check = cli(env, "followers", "--verify", "--json")
+    finally:
+        db.run_interaction("restore", Txn.execute, set_count, (count, followee))
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert summary(check)["projections"][0]["differences"] == [
+        {"key": f"followed_by_count {followee}", "expected": count, "found": 999}]
 
 
 # --- helpers ----------------------------------------------------------------------------------

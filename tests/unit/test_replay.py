@@ -28,7 +28,7 @@ from server.domain.replay import (
 
 def test_all_expands_in_dependency_order_without_duplicates() -> None:
     """``all`` names every projection once, followers first (fanout reads its table)."""
-    names = [s.name for s in resolve(["feeds", "all", "tags"], None, 16)]
+    names = [s.name for s in resolve(["feeds", "all", "tags"], None, 16)[0]]
     assert names == list(ALL) and names[0] == "followers"
     assert set(names) == set(SPECS)
 
@@ -42,7 +42,14 @@ def test_resolve_refuses_unknown_names_and_shards_of_mixed_projections() -> None
         resolve(["followers"], [16], 16)
     with pytest.raises(ReplayUsageError, match="counters"):
         resolve(["followers", "counters"], [1], 16)
-    assert [s.name for s in resolve(["followers"], [1, 2], 16)] == ["followers"]
+    assert [s.name for s in resolve(["followers"], [1, 2], 16)[0]] == ["followers"]
+
+
+def test_resolve_names_each_shard_once_in_order() -> None:
+    """``--shard 3 --shard 1 --shard 3``: shard 3 is counted and built once, and the run is
+    the one ``--shard 1 --shard 3`` resumes (runs are matched by their shard list)."""
+    assert resolve(["followers"], [3, 1, 3], 16)[1] == [1, 3]
+    assert resolve(["followers"], None, 16)[1] is None
 
 
 def test_namespace_keys_and_projection_keys() -> None:
