@@ -13,6 +13,7 @@ naming the key and where the value came from.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import secrets as _secrets
@@ -430,14 +431,16 @@ def _build(values: dict[str, Any], sources: dict[str, str]) -> Config:
             where = sources.get(key, "override")
             raise ConfigError(f"{key} (from {where}): no such setting")
     parsed: dict[str, Any] = {}
-    for key, (default, _meta) in known.items():
+    for key, (default, meta) in known.items():
         if key not in values:
             parsed[key] = default
             continue
         try:
             parsed[key] = _parse(key, default, values[key])
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"{key} (from {sources.get(key, 'override')}): {e}") from None
+            # a secret's value is never shown, not even a wrong one
+            why = f"not a valid {type(default).__name__} value" if meta["secret"] else e
+            raise ConfigError(f"{key} (from {sources.get(key, 'override')}): {why}") from None
     _derive(parsed)
     cfg = _assemble(parsed)
     try:
@@ -530,14 +533,14 @@ def _positive(v: int) -> None:
         "realtime.auth_timeout", "webhooks.retry_delay", "webhooks.retry_max_delay",
         "shareout.retry_base", "shareout.give_up_after")
 def _positive_seconds(v: float) -> None:
-    if not v > 0:
+    if not (v > 0 and math.isfinite(v)):
         raise ValueError(f"must be a positive number of seconds, got {v}")
 
 
 @_check("relay.debounce", "realtime.ping_interval", "realtime.ping_timeout",
         "push.collapse_window")
 def _seconds(v: float) -> None:
-    if not v >= 0:
+    if not (v >= 0 and math.isfinite(v)):
         raise ValueError(f"must be a number of seconds (0 or more), got {v}")
 
 
@@ -636,7 +639,7 @@ def _encryption_keys(v: tuple[str, ...]) -> None:
 @_check("redis.url")
 def _redis_url(v: str) -> None:
     if v and urlsplit(v).scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"{v!r} is not a redis://, rediss:// or unix:// URL")
+        raise ValueError(f"{mask_dsn(v)!r} is not a redis://, rediss:// or unix:// URL")
 
 
 def _parse(key: str, default: Any, raw: Any) -> Any:
@@ -709,19 +712,28 @@ def stack_dsn(port: int, index: int, host: str = "127.0.0.1") -> str:
 
 
 def _secret_from_file(path: Path) -> str:
-    """The master secret kept in the state directory, created (mode 0600) on first use."""
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = _secrets.token_urlsafe(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race: use its key
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
+    """The master secret kept in the state directory, created (mode 0600) on first use:
+    written whole to a file of its own, then linked into place, so no process ever reads a
+    half-written (empty) secret; a process that loses the race uses the winner's."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{_secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(_secrets.token_urlsafe(32) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass  # another process won the race: its secret is the one
+        finally:
+            draft.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigError(f"{path} is empty: put the master secret in it, or delete it to "
+                          "have a new one made (what it sealed can then not be opened)")
     return key
 
 
@@ -736,10 +748,10 @@ def mask_dsn(dsn: str) -> str:
     if "://" not in dsn:  # keyword form: "host=db password=... dbname=x"
         return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)
     parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc if parts.password is None else parts.netloc.replace(
+        f":{parts.password}@", ":***@", 1)
+    query = re.sub(r"((?:^|&)password=)[^&]*", r"\1***", parts.query)  # libpq allows it
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def masked(cfg: Config) -> dict[str, Any]:

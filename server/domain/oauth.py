@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
 
 from server.domain.events import EVENTS, Event
 
@@ -80,9 +81,13 @@ def check_redirect_uri(registered: str, given: str | None) -> str:
 
 
 def check_redirect_uri_format(uri: str) -> None:
-    """A registrable redirect URI: absolute http(s), no fragment."""
-    if not (uri.startswith("https://") or uri.startswith("http://")) or "#" in uri:
-        raise OAuthError("redirect URI must be an absolute http:// or https:// URL without #")
+    """A registrable redirect URI: absolute http(s) with a host, no fragment, no white space
+    or control character (it ends up in a Location header)."""
+    parts = urlsplit(uri)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or "#" in uri
+            or any(c.isspace() or not c.isprintable() for c in uri)):
+        raise OAuthError("redirect URI must be an absolute http:// or https:// URL with a host, "
+                         "without # or white space")
     if len(uri) > 2000:
         raise OAuthError("redirect URI is too long")
 

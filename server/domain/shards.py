@@ -55,10 +55,11 @@ class ShardMap:
     def parse(cls, count: int, entries: list[str] | tuple[str, ...]) -> ShardMap:
         """Read ``["0-7=postgresql://...", "8-15=..."]``; ValueError names the bad entry."""
         ranges = []
-        for entry in entries:
+        for number, entry in enumerate(entries, 1):
             m = _ENTRY.match(entry)
-            if not m:
-                raise ValueError(f"not a 'FIRST-LAST=DSN' entry: {entry!r}")
+            if not m:  # the entry itself is not shown: its DSN may hold a password
+                raise ValueError(f"entry {number} is not a 'FIRST-LAST=DSN' entry "
+                                 "(such as '0-7=postgresql://host/db')")
             first = int(m.group(1))
             last = int(m.group(2)) if m.group(2) is not None else first
             ranges.append(ShardRange(first, last, m.group(3)))

@@ -63,6 +63,8 @@ def test_list_settings_from_environment(tmp_path: Path) -> None:
         ({"SHUTTERLOG_GEARMAN_SERVERS": "nohost"}, None, r"gearman\.servers.*HOST:PORT"),
         ({"SHUTTERLOG_REDIS_URL": "http://x"}, None, r"redis\.url"),
         ({}, "this is = not toml [", "not valid TOML"),
+        ({"SHUTTERLOG_RELAY_POLL_INTERVAL": "inf"}, None, r"relay\.poll_interval.*seconds"),
+        ({"SHUTTERLOG_REALTIME_PING_INTERVAL": "inf"}, None, r"realtime\.ping_interval"),
     ],
 )
 def test_invalid_configuration_names_the_key(tmp_path, env, text, complaint) -> None:
@@ -84,6 +86,40 @@ def test_secrets_and_passwords_are_masked(tmp_path: Path) -> None:
     assert "postgresql://app:***@db/x" in shown
     assert mask_dsn("postgresql://db/x") == "postgresql://db/x"
     assert mask_dsn("host=db password='p w' dbname=x") == "host=db password=*** dbname=x"
+
+
+FERNET = "uIF8QGmeZ6I0yBdp6pR8rqVg2aZ7Mfb9n7jOYm9x9hM="
+
+
+@pytest.mark.parametrize("env, text, secret", [
+    ({"SHUTTERLOG_SHARDS_DATABASES": "postgresql://app:s3cret@db/x"}, None, "s3cret"),
+    ({"SHUTTERLOG_REDIS_URL": "valkey://:r3dis@cache:6379/0"}, None, "r3dis"),
+    ({}, f'[secrets]\nencryption_keys = ["{FERNET}", 5]\n', FERNET),
+    ({}, "[secrets]\nkey = 918273645546372819\n", "918273645546372819"),
+])
+def test_errors_never_show_a_secret(tmp_path: Path, env: dict[str, str], text: str | None,
+                                    secret: str) -> None:
+    """A shard-map entry without its range, a Redis URL of another scheme, a key list with
+    a wrong entry, a master secret of the wrong type: refused without the secret shown."""
+    with pytest.raises(ConfigError) as e:
+        cfg(tmp_path, env, text)
+    assert secret not in str(e.value)
+
+
+def test_a_password_in_a_dsn_query_is_masked(tmp_path: Path) -> None:
+    """libpq takes the password as a query parameter too; config show hides it there."""
+    c = cfg(tmp_path, {"SHUTTERLOG_SHARDS_DATABASES":
+                       "0-15=postgresql://app@db/x?sslmode=require&password=s3cret"})
+    assert "s3cret" not in str(masked(c))
+    assert mask_dsn("postgresql://db/x?password=p&a=1") == "postgresql://db/x?password=***&a=1"
+
+
+def test_an_empty_secret_file_is_refused(tmp_path: Path) -> None:
+    """An empty VAR/secret.key is an error naming it, never an empty master secret."""
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "secret.key").write_text("\n")
+    with pytest.raises(ConfigError, match="secret.key is empty"):
+        cfg(tmp_path)
 
 
 def test_master_secret_is_created_once(tmp_path: Path) -> None:

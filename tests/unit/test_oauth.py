@@ -37,9 +37,11 @@ def test_redirect_uri_must_match_exactly() -> None:
     for other in (reg + "/x", reg + "?a=1", "https://app.example/c", "https://evil/cb"):
         with pytest.raises(OAuthError):
             check_redirect_uri(reg, other)
-    for bad in ("ftp://x/", "/relative", "https://x/#frag"):
-        with pytest.raises(OAuthError):
+    for bad in ("ftp://x/", "/relative", "https://x/#frag", "http://", "https:///cb",
+                "https://app.example/cb\r\nSet-Cookie: x=1", "https://app.example/c b"):
+        with pytest.raises(OAuthError):  # no host, a header split, white space
             check_redirect_uri_format(bad)
+    check_redirect_uri_format("http://127.0.0.1:8000/cb?x=1")
 
 
 def test_signature_is_instagrams() -> None:
