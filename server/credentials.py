@@ -9,7 +9,8 @@ readable with the new key alone, and the old key can be dropped. A link changed 
 is decided again from its latest state (an append that lost the race to a re-link retries
 the transaction): an unlinked one is left alone, a re-linked one is re-sealed if it is still
 under an older key. One that keeps changing through every retry is skipped and reported (run
-the command again), so one busy user never aborts the run.
+the command again), and one no configured key opens (its key was dropped too soon) is left
+alone and reported, so one link never aborts the run.
 
 Rotation protects what is written from now on; it cannot rewrite history: the older
 ``AccountLinked`` events of the append-only log keep their credentials sealed under the old
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.crypto import CredentialCipher
+from server.crypto import CredentialCipher, DecryptionError
 from server.db import RetryTransaction, Txn
 from server.domain.events import Event
 from server.domain.links import AccountLinked, Link, link_stream
@@ -36,6 +37,9 @@ class Rotation:
     rotated: int
     #: Links that changed during every try (``user <id> <service>``): run rotate again.
     skipped: tuple[str, ...] = ()
+    #: Links no configured key opens (their key was dropped too soon): left as they are,
+    #: their owners must link again.
+    unreadable: tuple[str, ...] = ()
 
 
 def rotate_all(store: PostgresEventStore, router: ShardRouter, cipher: CredentialCipher,
@@ -44,22 +48,27 @@ def rotate_all(store: PostgresEventStore, router: ShardRouter, cipher: Credentia
     which were skipped."""
     checked = rotated = 0
     skipped: list[str] = []
+    unreadable: list[str] = []
     for db in router.databases():
         for shard in router.shards_of(db):
             for link in db.run_interaction("links_of_shard", links.shard_links_txn,
                                            schema_name(shard)):
                 checked += 1
+                name = f"user {link.user_id} {link.service}"
                 if cipher.is_current(link.credentials):
                     continue
-                if dry_run:
-                    rotated += 1
-                    continue
                 try:
-                    rotated += db.run_interaction("rotate_link", _rotate_txn, store, cipher,
-                                                  shard, link)
+                    cipher.decrypt(link.credentials)
+                    if not dry_run:
+                        rotated += db.run_interaction("rotate_link", _rotate_txn, store,
+                                                      cipher, shard, link)
+                    else:
+                        rotated += 1
                 except RetryTransaction:
-                    skipped.append(f"user {link.user_id} {link.service}")
-    return Rotation(checked, rotated, tuple(skipped))
+                    skipped.append(name)
+                except DecryptionError:  # one bad link never aborts the run
+                    unreadable.append(name)
+    return Rotation(checked, rotated, tuple(skipped), tuple(unreadable))
 
 
 def _rotate_txn(txn: Txn, store: PostgresEventStore, cipher: CredentialCipher, shard: int,

@@ -53,5 +53,8 @@ def _rotate(args: argparse.Namespace) -> int:
     verb = "would re-encrypt" if args.dry_run else "re-encrypted"
     for link in done.skipped:
         say(f"skipped {link}: the link changed during every try; run rotate again")
+    for link in done.unreadable:
+        say(f"cannot open {link}: no configured key decrypts it (its key was dropped); "
+            "left as it is: its owner must link the account again")
     say(f"checked {done.checked} linked account(s): {verb} {done.rotated}")
-    return 0
+    return 1 if done.unreadable else 0

@@ -17,7 +17,7 @@ from server.db import Txn
 from server.domain.events import EVENTS
 from server.domain.ids import shard_of
 from server.domain.links import AccountLinked, AccountUnlinked, link_stream
-from server.domain.log import AppendRequest, AppendResult, StreamConflict
+from server.domain.log import AppendRequest, AppendResult, NewEvent, StreamConflict
 from server.domain.shareout import Credentials
 from server.store import links
 from server.store.events import PostgresEventStore
@@ -298,3 +298,26 @@ def test_rotation_skips_a_link_that_keeps_changing_and_goes_on(api: Api, fakes: 
     hook = module_env.router.database(shard).run_interaction(
         "link", links.link_txn, uid, "webhook")
     assert hook is not None and only_new.decrypt(hook.credentials)
+
+
+def test_rotation_reports_a_link_no_key_opens_and_goes_on(api: Api, fakes: Fakes,
+                                                          module_env: Env) -> None:
+    """A link sealed under a key dropped before rotating is named as unreadable (left as it
+    is: its owner must link again), and the other links are still re-sealed; a dry run
+    names it too."""
+    good, _ = linked_user(api, fakes, "twitter")
+    lost, _ = api.user()
+    uid = int(lost["id"])
+    dropped = CredentialCipher([generate_key().encode()])
+    module_env.store.append(shard_of(uid), link_stream(uid, "twitter"), [NewEvent(
+        AccountLinked(user_id=uid, service="twitter", account="@lost", credentials=dropped.encrypt(
+            Credentials({"access_token": "t" * 20}).to_json())), actor=uid)])
+    cipher, only_new = rotating(module_env)
+    dry = rotate_all(module_env.store, module_env.router, cipher, dry_run=True)
+    assert dry.unreadable == (f"user {uid} twitter",)
+    done = rotate_all(module_env.store, module_env.router, cipher)
+    assert done.unreadable == (f"user {uid} twitter",) and done.rotated >= 1
+    gid = int(good["id"])
+    found = module_env.router.database(shard_of(gid)).run_interaction(
+        "link", links.link_txn, gid, "twitter")
+    assert found is not None and only_new.decrypt(found.credentials)
