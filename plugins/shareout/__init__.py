@@ -66,6 +66,11 @@ class IShareTarget(Interface):
         way to look (then the idempotency key is the only guard); ``RetryLater``,
         ``CredentialDead`` or ``Failed`` when the look itself failed (then do not post)."""
 
+    def take_back(request: ShareRequest, credentials: Credentials) -> Outcome | None:
+        """After an attempt whose outcome was lost, on a medium deleted since: delete the post
+        it may have made. ``Deleted`` (with the id deleted); None when the look found none;
+        else the outcome of the look or the deletion that failed (the post may stay)."""
+
 
 class IShareLedger(Interface):
     """The durable record of share attempts, keyed by ``ShareRequest.key``.

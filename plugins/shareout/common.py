@@ -20,6 +20,7 @@ from server.domain.shareout import (
     InvalidCredentials,
     Outcome,
     PollSchedule,
+    Posted,
     RetryLater,
     ShareRequest,
     outcome_for_status,
@@ -83,6 +84,15 @@ class HTTPTarget:
 
     def find_existing(self, request: ShareRequest, credentials: Credentials) -> Outcome | None:
         return self.run(f"look for {request.key}", self._find, request, credentials)
+
+    def take_back(self, request: ShareRequest, credentials: Credentials) -> Outcome | None:
+        made = self.made_by(request, credentials)
+        return self.delete(made.remote_id, credentials) if isinstance(made, Posted) else made
+
+    def made_by(self, request: ShareRequest, credentials: Credentials) -> Outcome | None:
+        """The post an attempt with no known result made, for ``take_back``: by default
+        ``find_existing``'s look (None: none found)."""
+        return self.find_existing(request, credentials)
 
     # Each target implements these; a Stop, a refused URL or a network failure in them
     # becomes the operation's outcome (``run``).

@@ -7,6 +7,8 @@
 idempotency keys for an hour and answers a repeated key with the status it already made, so
 a job redone within the hour never double-posts; beyond it, the share ledger's record of the
 remote id (``share_once``) is the guard. ``delete``: ``DELETE /api/v1/statuses/:id``.
+``take_back`` (a lost attempt, its medium deleted since) posts again with the same key and
+deletes the status answered.
 
 Linked credentials: ``instance_url`` (a user-given URL, so every call goes through the
 outbound-safe client), ``access_token`` (a user token with ``write:media write:statuses``),
@@ -126,6 +128,11 @@ class MastodonTarget(HTTPTarget):
         if not body.get("id"):
             return Failed("the status answer has no id")
         return Posted(str(body["id"]), body.get("url"))
+
+    def made_by(self, request: ShareRequest, credentials: Credentials) -> Outcome | None:
+        """Mastodon offers no look-up, but answers a key repeated within the hour with the
+        status it made: the same post again (after the hour it makes one, deleted at once)."""
+        return self.post(request, credentials)
 
     def _processed(
         self, base: str, auth: dict[str, str], media_id: str, credentials: Credentials

@@ -7,7 +7,8 @@ Body (``application/json``)::
               "media_url": "...", "media_type": "image/jpeg"}}
 
 (ids are strings: 64-bit integers do not survive JavaScript). ``delete`` sends
-``"type": "medium.unshared"`` with ``data.remote_id``. Headers: ``Idempotency-Key`` (the same
+``"type": "medium.unshared"`` with ``data.remote_id`` (after a lost delivery of a medium
+deleted since, the event id: ``made_by``). Headers: ``Idempotency-Key`` (the same
 on every redelivery: receivers deduplicate on it), ``X-Shutterlog-Signature: t=...,v1=...``
 (HMAC-SHA256 of ``"<t>.<raw body>"`` with the link's secret, as
 ``server.domain.shareout.webhook_signature`` documents; receivers reject ``t`` older than 300
@@ -83,6 +84,12 @@ class WebhookTarget(HTTPTarget):
     def _delete(self, remote_id: str, credentials: Credentials) -> Outcome:
         return self._deliver(credentials, f"{remote_id}-unshared", "medium.unshared",
                              {"remote_id": remote_id})
+
+    def made_by(self, request: ShareRequest, credentials: Credentials) -> Outcome | None:
+        """Whether the receiver got the lost delivery is unknown and its own id with it:
+        ``take_back`` sends ``medium.unshared`` naming the event id (receivers drop ids they
+        do not know), rather than deliver the deleted medium again."""
+        return Posted(request.key)
 
     def failure(self, response: httpx.Response, credentials: Credentials) -> Outcome:
         if response.status_code == 410:

@@ -76,6 +76,18 @@ class ShareRequest:
         return share_key(self.event_id, self.service)
 
 
+#: The credential field that says where an account lives, for services whose account
+#: names are not unique (a Mastodon instance, a webhook's URL, a Facebook page).
+_PLACE = {"mastodon": "instance_url", "webhook": "url", "facebook": "page_id"}
+
+
+def account_key(service: str, account: str, credentials: Credentials) -> str:
+    """Who a post is made as: the account's name and where it lives. Credentials re-sealed
+    (``secrets rotate``) or renewed for the same account keep it; a link to another account
+    or place changes it."""
+    return f"{service}:{account}@{credentials.get(_PLACE.get(service, ''), '') or ''}"
+
+
 class Credentials:
     """A linked account's credentials: string fields, secrets masked in ``repr``.
 

@@ -6,8 +6,9 @@ queued share always has a task, and a batch applied again queues nothing); the t
 the row through ``attempting`` (recorded before the remote create call) to ``posted`` (with
 the remote id and URL), ``failed`` (the final error) or ``cancelled`` (the medium was
 deleted first); a deletion moves posted rows to ``deleting`` and then ``deleted`` or
-``delete_failed``. ``ShareLedger`` is the ``IShareLedger`` that ``share_once`` consults so a
-redone task never posts twice.
+``delete_failed``. ``account`` records the account the attempt and the post used
+(``account_key``), so a deletion never goes to another account. ``ShareLedger`` is the
+``IShareLedger`` that ``share_once`` consults so a redone task never posts twice.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from server.store import tasks
 from server.store.media import by_database
 
 _COLUMNS = ("media_id, service, key, state, remote_id, url, error, attempts, next_ms, "
-            "created_ms, updated_ms")
+            "created_ms, updated_ms, account")
 #: States the owner sees as "pending".
 PENDING = ("queued", "attempting")
 
@@ -48,6 +49,7 @@ class Share:
     next_ms: int | None
     created_ms: int
     updated_ms: int
+    account: str | None = None  # who made the post (``account_key``; None: before it)
 
     def json(self) -> dict[str, Any]:
         """What the medium's owner sees of it (``shares`` in the media object)."""
@@ -98,9 +100,11 @@ def get_txn(txn: Txn, media_id: int, service: str) -> Share | None:
 
 
 def record_txn(txn: Txn, media_id: int, service: str, now_ms: int, **fields: Any) -> None:
-    """Set ``fields`` (state, remote_id, url, error, attempts, next_ms) of one row."""
+    """Set ``fields`` (state, remote_id, url, error, attempts, next_ms, account) of one
+    row."""
     names = sorted(fields)
-    assert set(names) <= {"state", "remote_id", "url", "error", "attempts", "next_ms"}
+    assert set(names) <= {"state", "remote_id", "url", "error", "attempts", "next_ms",
+                          "account"}
     sets = ", ".join(f"{n} = %s" for n in names)
     txn.execute(
         f"UPDATE {schema_name(shard_of(media_id))}.shares SET {sets}, updated_ms = %s "
@@ -135,7 +139,8 @@ def shares_of(router: IShardRouter, media_ids: Iterable[int]) -> dict[int, list[
 
 @implementer(IShareLedger)
 class ShareLedger:
-    """``IShareLedger`` over one share's row (each method commits before it returns)."""
+    """``IShareLedger`` over one share's row (each method commits before it returns);
+    ``account``, once the task knows it: the account its attempts use, recorded with them."""
 
     def __init__(self, db: Database, media_id: int, service: str,
                  clock_ms: Callable[[], int]) -> None:
@@ -143,6 +148,7 @@ class ShareLedger:
         self.media_id = media_id
         self.service = service
         self.clock_ms = clock_ms
+        self.account: str | None = None
 
     def row(self) -> Share | None:
         return self.db.run_interaction("get_share", get_txn, self.media_id, self.service)
@@ -165,9 +171,9 @@ class ShareLedger:
         return found.state == "attempting" or None
 
     def attempting(self, key: str) -> None:
-        self.record(state="attempting")
+        self.record(state="attempting", account=self.account)
 
     def posted(self, key: str, result: Posted) -> None:
         self.record(state="posted", remote_id=result.remote_id, url=result.url, error=None,
-                    next_ms=None)
+                    next_ms=None, account=self.account)
 

@@ -6,7 +6,10 @@ fetch) of a medium whose ``MediaPosted`` asked for ``share_to``, the consumer qu
 ledger row per service and one ``share`` task per row in ONE transaction, and submits the
 tasks' jobs after the commit (a lost submit is re-submitted by the relay). A batch applied
 again queues nothing. On ``MediaDeleted`` the medium's posted shares become ``deleting``,
-each with an ``unshare`` task.
+each with an ``unshare`` task, which deletes with the link that made the post
+(``share_link``: after a re-link the row is ``delete_failed``, the new account untouched). A
+share task finding its medium deleted after an attempt with no known result has the target
+take back the post it may have made (``IShareTarget.take_back``).
 
 A ``share`` task decrypts the link's credentials, builds the request (caption, link to the
 medium, the standard rendition) and calls ``share_once``: the ledger records the attempt
@@ -58,6 +61,7 @@ from server.domain.shareout import (
     RetryLater,
     RetryPolicy,
     ShareRequest,
+    account_key,
     next_attempt,
     share_key,
 )
@@ -72,6 +76,7 @@ from workers.tasks import RetryTask, packed, submit_jobs, task_handler
 log = logging.getLogger(__name__)
 SHARE, UNSHARE = "share", "unshare"
 _EARLY_MS = 50  # a task re-run this close to its time goes ahead
+CANCELLED = "the medium was deleted before it was shared"
 
 
 def now_ms() -> int:
@@ -150,15 +155,17 @@ def share(ctx: WorkerContext, payload: dict[str, Any]) -> None:
     _wait_for(row)
     medium = hydrate(ctx.router, [media_id], 0).get(media_id)
     if medium is None or medium.state is State.DELETED:
-        ledger.record(state="cancelled", error="the medium was deleted before it was shared")
         if row.state == "attempting" and medium is not None:  # a lost attempt may have
-            _take_back(ctx, ledger, medium, payload["event_id"])  # posted: look, take it back
+            _take_back(ctx, ledger, row, medium, payload["event_id"])  # posted: take it back
+        else:
+            ledger.record(state="cancelled", error=CANCELLED)
         return
     found = linked(ctx, medium.owner_id, service)
     if isinstance(found, str):
         ledger.record(state="failed", error=found)
         return
     link, credentials = found
+    ledger.account = account_key(service, link.account, credentials)
     request = share_request(ctx, medium, service, payload["event_id"])
     outcome = share_once(ctx.share_targets[service], ledger, request, credentials)
     log.info("shareout: medium %d to %s: %s", media_id, service, type(outcome).__name__)
@@ -177,7 +184,7 @@ def unshare(ctx: WorkerContext, payload: dict[str, Any]) -> None:
     if row is None or row.state != "deleting" or row.remote_id is None:
         return
     _wait_for(row)
-    found = linked(ctx, hydrate(ctx.router, [media_id], 0)[media_id].owner_id, service)
+    found = share_link(ctx, hydrate(ctx.router, [media_id], 0)[media_id].owner_id, row)
     if isinstance(found, str):
         ledger.record(state="delete_failed", error=f"{found}: the post stays")
         return
@@ -204,6 +211,18 @@ def linked(ctx: WorkerContext, owner: int, service: str
         return link, Credentials.from_json(ctx.cipher.decrypt(link.credentials))
     except DecryptionError as e:  # its key was dropped from secrets.encryption_keys
         return str(e)
+
+
+def share_link(ctx: WorkerContext, owner: int, row: Share
+               ) -> tuple[linking.Link, Credentials] | str:
+    """``linked``, if the current link is of the account that attempted or made ``row``'s
+    post (``account_key``: credentials re-sealed by ``secrets rotate`` or renewed keep it; a
+    row from before it was recorded takes the current link); else why not."""
+    found = linked(ctx, owner, row.service)
+    if isinstance(found, str) or row.account in (
+            None, account_key(row.service, found[0].account, found[1])):
+        return found
+    return "the account was re-linked since the post was made, so it is on the old account"
 
 
 def share_request(ctx: WorkerContext, medium: Medium, service: str, event_id: int
@@ -256,18 +275,26 @@ def _settle(ctx: WorkerContext, ledger: ShareLedger, row: Share, outcome: Outcom
         ledger.record(state=failed, error=outcome.reason, next_ms=None)
 
 
-def _take_back(ctx: WorkerContext, ledger: ShareLedger, medium: Medium, event_id: int) -> None:
-    """After a lost attempt on a medium deleted since: find the post it made and delete it."""
-    found = linked(ctx, medium.owner_id, ledger.service)
+def _take_back(ctx: WorkerContext, ledger: ShareLedger, row: Share, medium: Medium,
+               event_id: int) -> None:
+    """After a lost attempt on a medium deleted since: the target deletes the post it may
+    have made (``take_back``), with the link that attempted it; no retries, the outcome is
+    recorded as it is."""
+    found = share_link(ctx, medium.owner_id, row)
     if isinstance(found, str):
-        return
-    target, credentials = ctx.share_targets[ledger.service], found[1]
-    posted = target.find_existing(share_request(ctx, medium, ledger.service, event_id),
-                                 credentials)
-    if isinstance(posted, Posted) and target.can_delete:
-        gone = target.delete(posted.remote_id, credentials)
-        ledger.record(remote_id=posted.remote_id, url=posted.url,
-                      state="deleted" if isinstance(gone, Deleted) else "delete_failed")
+        outcome: Outcome | None = Failed(found)
+    else:
+        outcome = ctx.share_targets[ledger.service].take_back(
+            share_request(ctx, medium, ledger.service, event_id), found[1])
+    if outcome is None:  # the target looked and found no post
+        ledger.record(state="cancelled", error=CANCELLED, next_ms=None)
+    elif isinstance(outcome, Deleted):
+        ledger.record(state="deleted", remote_id=outcome.remote_id, error=None, next_ms=None)
+    else:
+        reason = (outcome.reason if isinstance(outcome, RetryLater | CredentialDead | Failed)
+                  else type(outcome).__name__)
+        ledger.record(state="delete_failed", next_ms=None, error=f"{reason}: a post the "
+                      "attempt with no known result may have made stays")
 
 
 def unlink_dead(ctx: WorkerContext, link: linking.Link, reason: str) -> None:
