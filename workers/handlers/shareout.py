@@ -6,8 +6,9 @@ fetch) of a medium whose ``MediaPosted`` asked for ``share_to``, the consumer qu
 ledger row per service and one ``share`` task per row in ONE transaction, and submits the
 tasks' jobs after the commit (a lost submit is re-submitted by the relay). A batch applied
 again queues nothing. On ``MediaDeleted`` the medium's posted shares become ``deleting``,
-each with an ``unshare`` task, which deletes with the link that made the post
-(``share_link``: after a re-link the row is ``delete_failed``, the new account untouched). A
+each with an ``unshare`` task, which deletes with the current link if it is of the account
+that made the post (``share_link``: after a re-link to another account the row is
+``delete_failed``, that account untouched). A
 share task finding its medium deleted after an attempt with no known result has the target
 take back the post it may have made (``IShareTarget.take_back``).
 
