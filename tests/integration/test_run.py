@@ -88,8 +88,12 @@ def test_run_then_ctrl_c_stops_every_process() -> None:
         assert not healthy(env["SHUTTERLOG_HTTP_PORT"])
         assert not any(answers(p) for p in metrics)
     finally:
-        if proc.alive():
-            proc.kill()
+        if proc.alive():  # a failed assertion: stop it as Ctrl-C would, so that its
+            proc.signal(signal.SIGINT)  # children and servers go too (SIGKILL orphans them)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         shutil.rmtree(var, ignore_errors=True)
 
 
