@@ -14,13 +14,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from scripts.commands.common import config, emit
-
-if TYPE_CHECKING:
-    from server.db import Txn
-    from server.domain.log import Position
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -115,27 +111,13 @@ def _tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def _safe_head_txn(txn: Txn, shard: int) -> Position:
-    """The newest position of ``shard`` below every transaction still open (the origin if
-    none): an event committed later comes after it, as for a ``from_head`` consumer's first
-    checkpoint."""
-    from server.domain.log import ORIGIN, Position
-
-    row = txn.fetchone(
-        "SELECT txid::text, id FROM events WHERE shard = %s "
-        "AND txid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY txid DESC, id DESC "
-        "LIMIT 1", (shard,))
-    return Position(int(row[0]), row[1]) if row else ORIGIN
-
-
 def _follow(store: Any, types: set[str] | None, user: int | None, as_json: bool,
             printed: set[int]) -> None:
     """Print events committed from now on (but those already ``printed``), shard by shard
     in log order, woken by the same NOTIFY the relay listens to (and a poll)."""
     from server.domain.checkpoints import NOTIFY_CHANNEL, parse_notification
 
-    positions = {s: store.router.database(s).run_interaction("safe_head", _safe_head_txn, s)
-                 for s in range(store.router.count)}
+    positions = {s: store.safe_head(s) for s in range(store.router.count)}
     blocked: set[int] = set()  # shards whose next events an older open transaction hides
     listeners = []
     for db in store.router.databases():

@@ -14,10 +14,11 @@ from typing import Any
 
 from server.db import Database, Txn
 from server.domain.checkpoints import RUNNING, STOPPED, Checkpoint, Lag, lag
-from server.domain.log import Position
+from server.domain.log import ORIGIN, Position
 from server.domain.shards import schema_name
 from server.interfaces import IShardRouter
 from server.shards import database_of_id
+from server.store.events import safe_head_txn
 
 #: Lag in events is counted up to this many (beyond it, "at least"). The relay's scan walks
 #: up to this many events after every checkpoint each ``relay.poll_interval``, so the cap is
@@ -110,18 +111,11 @@ def checkpoint_txn(txn: Txn, consumer: str, shard: int, from_head: bool) -> Chec
     row = txn.fetchone(f"SELECT {_CHECKPOINT} FROM checkpoints WHERE consumer = %s AND shard = %s",
                        (consumer, shard))
     if row is None:
+        start = safe_head_txn(txn, shard) if from_head else ORIGIN
         txn.execute(
-            """
-            INSERT INTO checkpoints (consumer, shard, txid, event_id)
-            SELECT %(c)s, %(s)s, coalesce(h.txid, '0'::xid8), coalesce(h.id, 0)
-            FROM (SELECT 1) AS one LEFT JOIN LATERAL (
-                SELECT txid, id FROM events WHERE shard = %(s)s AND %(head)s
-                  AND txid < pg_snapshot_xmin(pg_current_snapshot())
-                ORDER BY txid DESC, id DESC LIMIT 1
-            ) AS h ON true
-            ON CONFLICT DO NOTHING
-            """,
-            {"c": consumer, "s": shard, "head": from_head},
+            "INSERT INTO checkpoints (consumer, shard, txid, event_id) "
+            "VALUES (%s, %s, %s::xid8, %s) ON CONFLICT DO NOTHING",
+            (consumer, shard, str(start.txid), start.id),
         )
         row = txn.fetchone(
             f"SELECT {_CHECKPOINT} FROM checkpoints WHERE consumer = %s AND shard = %s",

@@ -24,6 +24,7 @@ from server.domain.events import EVENTS, Event, EventRegistry, EventSchemaError,
 from server.domain.ids import shard_of
 from server.domain.log import (
     ANY_VERSION,
+    ORIGIN,
     AppendRequest,
     AppendResult,
     NewEvent,
@@ -369,6 +370,10 @@ class PostgresEventStore:
             return None
         return shard if shard < self.router.count else None
 
+    def safe_head(self, shard: int) -> Position:
+        """``safe_head_txn`` in a transaction of its own."""
+        return self.router.database(shard).run_interaction("safe_head", safe_head_txn, shard)
+
     def head(self, shard: int) -> Position | None:
         row = self.router.database(shard).run_interaction(
             "log_head",
@@ -437,3 +442,10 @@ def append_latest_txn(txn: Txn, store: IEventStore, shard: int, stream: str,
             expected_version=version, idempotency_key=key)])[0]
     except StreamConflict as e:
         raise RetryTransaction(str(e)) from e
+
+
+def safe_head_txn(txn: Txn, shard: int) -> Position:
+    """The newest position of ``shard`` below every transaction still open (the origin if
+    none, ``log_sql.SAFE_HEAD``): a consumer or a reader starting at the head starts here."""
+    row = txn.fetchone(log_sql.SAFE_HEAD, (shard,))
+    return Position(int(row[0]), row[1]) if row else ORIGIN

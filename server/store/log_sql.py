@@ -148,3 +148,12 @@ HEAD = (
     "SELECT txid::text AS txid_text, id FROM events WHERE shard = %s "
     "ORDER BY events.txid DESC, events.id DESC LIMIT 1"
 )
+
+#: The newest position of a shard below every transaction still open (``%s`` the shard):
+#: where a reader starting "from now" begins, so that an event an open transaction is
+#: writing, committed later behind the head, still comes after it.
+SAFE_HEAD = (
+    "SELECT txid::text AS txid_text, id FROM events WHERE shard = %s "
+    "AND txid < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY events.txid DESC, events.id DESC LIMIT 1"
+)
