@@ -10,9 +10,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 import httpx
+import pytest
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -140,3 +141,21 @@ class Service(Process):
     def stop(self, timeout: float = 20.0) -> int:
         self.client.close()
         return super().stop(timeout)
+
+
+def after_first_call(monkeypatch: pytest.MonkeyPatch, owner: object, name: str,
+                     competitor: Callable[[], object]) -> list[bool]:
+    """Replace ``owner.name`` so that ``competitor`` runs once, right after the first call
+    returns (a decision's read, then another writer commits before it goes on); the list
+    returned holds True once it ran."""
+    real, fired = getattr(owner, name), list[bool]()
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        if not fired:
+            fired.append(True)
+            competitor()
+        return found
+
+    monkeypatch.setattr(owner, name, wrapped)
+    return fired

@@ -6,7 +6,6 @@ import concurrent.futures
 import random
 import threading
 from types import SimpleNamespace
-from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +22,7 @@ from server.domain.media import MediaDeleted, State, media_stream
 from server.domain.shards import schema_name
 from server.store import comments as comments_store
 from server.store import media
-from tests.helpers import wait_for
+from tests.helpers import after_first_call, wait_for
 from tests.integration.apiclient import Api
 from tests.integration.mediakit import post, post_direct, settle
 
@@ -202,18 +201,13 @@ def test_a_comment_deleted_by_its_author_and_the_owner_at_once_is_deleted_once(
     r = api.post(f"/v1/media/{media_id}/comments", tauthor, text="nice one")
     assert r.status_code == 200, r.text
     comment_id = r.json()["data"]["id"]
-    real, fired = comments_store.get_txn, list[bool]()
 
-    def get_txn(txn: Txn, cid: int) -> Any:
-        found = real(txn, cid)
-        if not fired:
-            fired.append(True)
-            gone = api.http.delete(f"/v1/media/{media_id}/comments/{comment_id}",
-                                   headers={"Authorization": f"Bearer {towner}"})
-            assert gone.status_code == 200, gone.text
-        return found
+    def owner_deletes() -> None:
+        gone = api.http.delete(f"/v1/media/{media_id}/comments/{comment_id}",
+                               headers={"Authorization": f"Bearer {towner}"})
+        assert gone.status_code == 200, gone.text
 
-    monkeypatch.setattr(comments_store, "get_txn", get_txn)
+    fired = after_first_call(monkeypatch, comments_store, "get_txn", owner_deletes)
     app = Klein()
     comments_api.routes(app, SimpleNamespace(store=api.env.store,  # type: ignore[arg-type]
                                              router=api.env.router))

@@ -28,6 +28,7 @@ from server.domain.log import NewEvent
 from server.domain.shards import schema_name
 from server.store import graph
 from tests.drive import Driver, drive
+from tests.helpers import after_first_call
 from tests.integration.apiclient import Api
 from tests.integration.conftest import Env
 from workers.consumers import CONSUMERS
@@ -331,16 +332,7 @@ def racing(api: Api, monkeypatch: pytest.MonkeyPatch, me: dict[str, Any],
     call = SimpleNamespace(user_id=int(me["id"]), idempotency_key=lambda principal: None,
                            ctx=SimpleNamespace(store=api.env.store, router=api.env.router))
     pair = read_pair(call, int(them["id"]))  # type: ignore[arg-type]
-    real, fired = graph.edge, list[bool]()
-
-    def edge(txn: Txn, follower: int, followee: int) -> Any:
-        found = real(txn, follower, followee)
-        if not fired:
-            fired.append(True)
-            competitor()
-        return found
-
-    monkeypatch.setattr(graph, "edge", edge)
+    fired = after_first_call(monkeypatch, graph, "edge", competitor)
     try:
         return act(call, pair, action)  # type: ignore[arg-type]
     finally:
