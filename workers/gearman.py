@@ -482,7 +482,8 @@ def parse_workers(lines: list[str]) -> list[WorkerInfo]:
         # the address may hold " :" itself (IPv6: "::1"), so it is taken by position first
         parts = line.split(" ", 2)
         client, sep, functions = parts[-1].partition(" :")
-        if not sep or len(parts) < 3 or not parts[0].isdigit():
+        if not sep or len(parts) < 3 or not parts[0].removeprefix("-").isdigit():
+            # (a connection gearmand is closing is listed with the descriptor -1)
             raise ProtocolError(f"not a workers line: {line!r}")
         out.append(WorkerInfo(int(parts[0]), parts[1], client, tuple(functions.split())))
     return out

@@ -451,9 +451,18 @@ def test_an_expired_history_resets_older_cursors(env: Env) -> None:
     store.publish([("media:777", 1, Position(1, 1), _body(1))])
     seen_a = store.history("media:777", None).last
     store.publish([("media:777", 1, Position(1, 2), _body(2))])
+    seen_b_ms = int(store.history("media:777", None).last.split("-")[0])
     env.redis.delete("rt:media:777", "rt:media:777:meta")  # what their expiry does
+    # an expiry comes history_ttl after B: Redis's clock is past B's millisecond by then (a
+    # new stream's ids restart from the clock, so within B's millisecond they could repeat)
+    wait_for(lambda: _redis_ms(env) > seen_b_ms, 5, "Redis's clock to pass B's millisecond")
     store.publish([("media:777", 1, Position(1, 3), _body(3))])
     assert store.history("media:777", seen_a).reset
+
+
+def _redis_ms(env: Env) -> int:
+    seconds, micros = env.redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def test_unfollowing_a_private_account_ends_its_subscriptions(api: Api, clients: list[Client]

@@ -57,6 +57,10 @@ def test_admin_answers_parse() -> None:
     [w] = parse_workers(["33 127.0.0.1 shutterlog-w : t1.advance t1.task"])
     assert (w.fd, w.client_id, w.functions) == (33, "shutterlog-w", ("t1.advance", "t1.task"))
     assert parse_workers(["40 127.0.0.1 - :"])[0].functions == ()
+    # an IPv6 address holds " :" too; a connection being closed is listed with fd -1
+    [v6, closing] = parse_workers(["37 ::1 w : advance task", "-1 ::3530:3930 - :"])
+    assert (v6.ip, v6.client_id, v6.functions) == ("::1", "w", ("advance", "task"))
+    assert (closing.fd, closing.functions) == (-1, ())
     with pytest.raises(ProtocolError):
         parse_status(["garbage"])
 
